@@ -1,0 +1,82 @@
+"""GIO (generic I/O) resolvers: how the host-mode node answers a backend's `/gio` request.
+
+The official v2 node does not serve GIO; ours does, so that content (models, shards) can be
+fetched by hash instead of being pushed through inputs. Storage backends plug in behind
+`ContentResolver`; the backend verifies every answer, so a resolver need not be trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, runtime_checkable
+
+log = logging.getLogger(__name__)
+
+DOMAIN_BLOCK_BY_CID = 0x10
+CODE_OK = 0
+CODE_NOT_FOUND = 1
+CODE_UNSUPPORTED_DOMAIN = 2
+CODE_ERROR = 3
+
+
+@dataclass(frozen=True)
+class GioResponse:
+    code: int
+    data: bytes = b""
+
+
+@runtime_checkable
+class ContentResolver(Protocol):
+    def resolve(self, domain: int, id: bytes) -> GioResponse: ...
+
+
+class NullResolver:
+    """Answers every request with an error code: the node has no content store."""
+
+    def resolve(self, domain: int, id: bytes) -> GioResponse:
+        if domain == DOMAIN_BLOCK_BY_CID:
+            return GioResponse(CODE_NOT_FOUND)
+        return GioResponse(CODE_UNSUPPORTED_DOMAIN)
+
+
+class BlockStoreResolver:
+    """Domain 0x10: one block by binary CID, from any `get_block(cid_bytes)` callable."""
+
+    def __init__(self, get_block: Callable[[bytes], bytes | None]) -> None:
+        self._get_block = get_block
+
+    def resolve(self, domain: int, id: bytes) -> GioResponse:
+        if domain != DOMAIN_BLOCK_BY_CID:
+            return GioResponse(CODE_UNSUPPORTED_DOMAIN)
+        try:
+            data = self._get_block(bytes(id))
+        except Exception:  # a broken store must not take the node down; the backend sees an error
+            log.exception("content store failed on GIO id %s", bytes(id).hex())
+            return GioResponse(CODE_ERROR)
+        if data is None:
+            return GioResponse(CODE_NOT_FOUND)
+        return GioResponse(CODE_OK, bytes(data))
+
+
+class ResolverConfigError(Exception):
+    """The content-store options given to the node cannot be turned into a resolver."""
+
+
+def resolver_from_args(
+    content_store: str | None = None, ipfs_api: str | None = None, **_: Any
+) -> ContentResolver:
+    """Build the node's resolver from its CLI options; storage modules are imported lazily.
+
+    The storage engineers provide `rollup.content_store.open_resolver(content_store=...,
+    ipfs_api=...)`; until that module exists only the null resolver is available.
+    """
+    if not content_store and not ipfs_api:
+        return NullResolver()
+    try:
+        from rollup import content_store as cs  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise ResolverConfigError(
+            "a content store was requested but rollup.content_store is not available"
+        ) from exc
+    return cs.open_resolver(content_store=content_store, ipfs_api=ipfs_api)

@@ -1,0 +1,367 @@
+"""The rollup HTTP server of the host-mode node: what the backend sees as `ROLLUP_HTTP_SERVER_URL`.
+
+Inside a Cartesi machine the backend talks to Cartesi's rollup-http-server (machine-guest-tools);
+in host mode it talks to this one, which must answer the same way (status codes, error answers,
+output indices) so that a backend cannot tell the difference. `RollupMachine` holds the request
+being processed and plays the machine's accept/reject/exception semantics; `RollupHttpServer`
+is the HTTP face of it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from eth_abi import encode as abi_encode
+
+from rollup.gio import ContentResolver, NullResolver
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 5 * 1024 * 1024  # the real server's JSON limit
+UINT256_MAX = 2**256 - 1
+
+NOTICE_SELECTOR = bytes.fromhex("c258d6e5")
+VOUCHER_SELECTOR = bytes.fromhex("237a816f")
+DELEGATE_CALL_VOUCHER_SELECTOR = bytes.fromhex("10321e8b")
+
+ACCEPTED = "ACCEPTED"
+REJECTED = "REJECTED"
+EXCEPTION = "EXCEPTION"
+DIED = "DIED"  # the backend process died before finishing the request (host mode only)
+
+ENDPOINTS = ("/finish", "/voucher", "/delegate-call-voucher", "/notice", "/report", "/exception", "/gio")
+
+
+def encode_notice(payload: bytes) -> bytes:
+    return NOTICE_SELECTOR + abi_encode(["bytes"], [payload])
+
+
+def encode_voucher(destination: str, value: int, payload: bytes) -> bytes:
+    return VOUCHER_SELECTOR + abi_encode(["address", "uint256", "bytes"], [destination, value, payload])
+
+
+def encode_delegate_call_voucher(destination: str, payload: bytes) -> bytes:
+    return DELEGATE_CALL_VOUCHER_SELECTOR + abi_encode(["address", "bytes"], [destination, payload])
+
+
+class BadRequest(Exception):
+    """A backend request the real server would answer with 400; the message is the body."""
+
+
+@dataclass
+class MachineRequest:
+    """One advance or inspect handed to the backend, and what the backend produced for it."""
+
+    kind: str  # "advance" | "inspect"
+    payload: bytes
+    metadata: dict[str, Any] | None = None
+    outputs: list[bytes] = field(default_factory=list)
+    reports: list[bytes] = field(default_factory=list)
+    status: str | None = None
+    exception_payload: bytes | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def to_json(self) -> dict[str, Any]:
+        if self.kind == "advance":
+            return {
+                "request_type": "advance_state",
+                "data": {"metadata": self.metadata, "payload": "0x" + self.payload.hex()},
+            }
+        return {"request_type": "inspect_state", "data": {"payload": "0x" + self.payload.hex()}}
+
+
+class RollupMachine:
+    """The machine's request/response state shared by the HTTP handlers and the node's worker.
+
+    `output_count` is the number of accepted outputs so far (the leaf count of the outputs tree):
+    the index of the next voucher or notice is that plus the outputs of the current input.
+    """
+
+    def __init__(self, resolver: ContentResolver | None = None, finish_wait: float = 0.5) -> None:
+        self.resolver: ContentResolver = resolver or NullResolver()
+        self.finish_wait = finish_wait
+        self.output_count = 0
+        self._cond = threading.Condition()
+        self._pending: MachineRequest | None = None
+        self._current: MachineRequest | None = None
+        self.finish_calls = 0
+
+    # --- the node's side -------------------------------------------------------------------
+    def submit(self, req: MachineRequest) -> None:
+        with self._cond:
+            if self._pending is not None or self._current is not None:
+                raise RuntimeError("the machine is already processing a request")
+            self._pending = req
+            self._cond.notify_all()
+
+    def abort(self, req: MachineRequest, status: str = DIED) -> None:
+        """Finish `req` without the backend (it died); its outputs are dropped like a reject."""
+        with self._cond:
+            if self._pending is req:
+                self._pending = None
+            if self._current is req:
+                self._current = None
+            if not req.done.is_set():
+                req.status = status
+                req.done.set()
+            self._cond.notify_all()
+
+    def reset(self) -> None:
+        """Forget any request in flight (a new backend process starts from scratch)."""
+        with self._cond:
+            for req in (self._pending, self._current):
+                if req is not None and not req.done.is_set():
+                    req.status = DIED
+                    req.done.set()
+            self._pending = None
+            self._current = None
+
+    # --- the backend's side (called from HTTP handler threads) --------------------------------
+    def _complete(self, status: str, exception_payload: bytes | None = None) -> None:
+        req = self._current
+        if req is None:
+            return
+        self._current = None
+        req.status = status
+        req.exception_payload = exception_payload
+        if req.kind == "advance" and status == ACCEPTED:
+            self.output_count += len(req.outputs)
+        req.done.set()
+        self._cond.notify_all()
+
+    def finish(self, accept: bool) -> MachineRequest | None:
+        with self._cond:
+            self.finish_calls += 1
+            self._complete(ACCEPTED if accept else REJECTED)
+            deadline = time.monotonic() + self.finish_wait
+            while self._pending is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._cond.wait(left)
+            self._current, self._pending = self._pending, None
+            return self._current
+
+    def add_output(self, output: bytes, what: str) -> int:
+        with self._cond:
+            req = self._current
+            if req is None or req.kind != "advance":
+                raise BadRequest(
+                    f"unable to insert {what}, error details: "
+                    f"'{what}s can only be emitted while processing an advance request'"
+                )
+            req.outputs.append(output)
+            return self.output_count + len(req.outputs) - 1
+
+    def add_report(self, payload: bytes) -> None:
+        with self._cond:
+            req = self._current
+            if req is None:
+                raise BadRequest(
+                    "unable to insert report, error details: 'no request is being processed'"
+                )
+            req.reports.append(payload)
+
+    def throw_exception(self, payload: bytes) -> None:
+        with self._cond:
+            if self._current is None:
+                raise BadRequest(
+                    "unable to throw exception, error details: 'no request is being processed'"
+                )
+            self._complete(EXCEPTION, payload)
+
+    def gio(self, domain: int, id: bytes) -> tuple[int, bytes]:
+        resp = self.resolver.resolve(domain, id)
+        return int(resp.code), bytes(resp.data)
+
+
+# --- request validation, as the real server does it -----------------------------------------
+def _hex_field(obj: dict, name: str, what: str) -> bytes:
+    value = obj.get(name)
+    if not isinstance(value, str):
+        raise BadRequest(f"Json deserialize error: missing or invalid field `{name}`")
+    if not value.startswith("0x"):
+        raise BadRequest(f"unable to insert {what}, error details: 'payload must start with 0x'")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise BadRequest(f"unable to insert {what}, error details: 'Invalid hex: {value[:80]}'") from None
+
+
+def _address_field(obj: dict, name: str) -> str:
+    value = obj.get(name)
+    if not isinstance(value, str):
+        raise BadRequest(f"Json deserialize error: missing or invalid field `{name}`")
+    if len(value) != 42 or not value.startswith("0x"):
+        raise BadRequest("Address not valid")
+    try:
+        bytes.fromhex(value[2:])
+    except ValueError:
+        raise BadRequest("Address not valid") from None
+    return "0x" + value[2:].lower()
+
+
+def _value_field(obj: dict) -> int:
+    value = obj.get("value", "0x0")
+    if value is None:
+        value = "0x0"
+    if not isinstance(value, str) or not value.startswith("0x") or len(value) > 66:
+        raise BadRequest("unable to insert voucher, error details: 'Invalid value'")
+    try:
+        number = int(value[2:] or "0", 16)
+    except ValueError:
+        raise BadRequest("unable to insert voucher, error details: 'Invalid value'") from None
+    if number > UINT256_MAX:
+        raise BadRequest("unable to insert voucher, error details: 'Invalid value'")
+    return number
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "RollupHttpServer"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet by default
+        log.debug("rollup http: " + format, *args)
+
+    def _send(self, status: int, body: bytes | str | dict | None = None) -> None:
+        if isinstance(body, dict):
+            data = json.dumps(body).encode()
+            ctype = "application/json"
+        elif isinstance(body, str):
+            data = body.encode()
+            ctype = "text/plain; charset=utf-8"
+        else:
+            data = body or b""
+            ctype = "text/plain; charset=utf-8"
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+
+    def _not_post(self) -> None:
+        path = self.path.split("?")[0]
+        length = int(self.headers.get("Content-Length") or 0)
+        if 0 < length <= MAX_BODY:
+            self.rfile.read(length)
+        elif length > MAX_BODY:
+            self.close_connection = True
+        if path in ENDPOINTS:
+            self._send(405, "Method Not Allowed")
+        else:
+            self._send(404, "Not Found")
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = _not_post  # type: ignore[assignment]
+
+    def do_POST(self) -> None:
+        path = self.path.split("?")[0]
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            self._send(400, "invalid Content-Length")
+            return
+        if length > MAX_BODY:
+            self.close_connection = True  # do not read 5 MiB we will refuse anyway
+            self._send(413, "JSON payload (%d bytes) is larger than allowed (limit: %d bytes)." % (length, MAX_BODY))
+            return
+        raw = self.rfile.read(length) if length else b""
+        if path not in ENDPOINTS:
+            self._send(404, "Not Found")
+            return
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            self._send(400, "Content type error")
+            return
+        try:
+            obj = json.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError("expected a JSON object")
+        except ValueError as exc:
+            self._send(400, f"Json deserialize error: {exc}")
+            return
+        machine = self.server.machine
+        try:
+            if path == "/finish":
+                status = obj.get("status")
+                if not isinstance(status, str):
+                    raise BadRequest("Json deserialize error: missing field `status`")
+                if status not in ("accept", "reject"):
+                    raise BadRequest("status must be 'accept' or 'reject'")
+                req = machine.finish(status == "accept")
+                if req is None:
+                    self._send(202, "")
+                else:
+                    self._send(200, req.to_json())
+            elif path == "/voucher":
+                destination = _address_field(obj, "destination")
+                value = _value_field(obj)
+                payload = _hex_field(obj, "payload", "voucher")
+                index = machine.add_output(encode_voucher(destination, value, payload), "voucher")
+                self._send(201, {"index": index})
+            elif path == "/delegate-call-voucher":
+                destination = _address_field(obj, "destination")
+                payload = _hex_field(obj, "payload", "delegate call voucher")
+                index = machine.add_output(
+                    encode_delegate_call_voucher(destination, payload), "delegate call voucher"
+                )
+                self._send(201, {"index": index})
+            elif path == "/notice":
+                payload = _hex_field(obj, "payload", "notice")
+                index = machine.add_output(encode_notice(payload), "notice")
+                self._send(201, {"index": index})
+            elif path == "/report":
+                machine.add_report(_hex_field(obj, "payload", "report"))
+                self._send(202, "")
+            elif path == "/exception":
+                machine.throw_exception(_hex_field(obj, "payload", "exception"))
+                self._send(202, "")
+            elif path == "/gio":
+                domain = obj.get("domain")
+                if not isinstance(domain, int) or isinstance(domain, bool) or not 0 <= domain <= 0xFFFF:
+                    raise BadRequest("Json deserialize error: invalid field `domain` (u16)")
+                if domain < 0x10:
+                    raise BadRequest(
+                        "unable to process gio request, error details: "
+                        f"'domain {domain:#x} is reserved (applications use 0x10 and up)'"
+                    )
+                gio_id = _hex_field(obj, "id", "gio")
+                code, data = machine.gio(domain, gio_id)
+                self._send(202, {"response_code": code, "response": "0x" + data.hex()})
+        except BadRequest as exc:
+            self._send(400, str(exc))
+
+
+class RollupHttpServer(ThreadingHTTPServer):
+    """Loopback HTTP server bound to a `RollupMachine`; port 0 picks a free port."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, machine: RollupMachine, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((host, port), _Handler)
+        self.machine = machine
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "RollupHttpServer":
+        self._thread = threading.Thread(target=self.serve_forever, name="rollup-http", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
