@@ -1,0 +1,1 @@
+"""Tributary's deterministic backend (runs inside the Cartesi machine and in host mode)."""

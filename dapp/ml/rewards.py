@@ -1,0 +1,45 @@
+"""Split a round's budget in integer wei by positive contribution.
+
+Declared rule: only strictly positive scores are paid; key k receives
+``floor(budget * s_k / S)`` with ``S`` the sum of positive scores (exact rational arithmetic);
+every other key receives 0. The remainder ``budget - sum(payouts)`` (at most one wei per paid key,
+or the whole budget when nobody scored positive) goes back to the job's escrow, i.e. stays the
+owner's (the market books it). Invariant: ``sum(payouts) + remainder == budget`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Mapping
+
+from .errors import RewardError
+
+
+@dataclass(frozen=True)
+class RewardSplit:
+    payouts: dict[str, int]
+    remainder: int
+
+
+def split_reward(budget_wei: int, scores: Mapping[str, Fraction | int]) -> RewardSplit:
+    if isinstance(budget_wei, bool) or not isinstance(budget_wei, int) or budget_wei < 0:
+        raise RewardError(f"budget must be a non-negative integer of wei, got {budget_wei!r}")
+    clean: dict[str, Fraction] = {}
+    for k in sorted(scores):
+        v = scores[k]
+        if not isinstance(k, str):
+            raise RewardError(f"score keys must be strings, got {k!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, Fraction)):
+            raise RewardError(f"score of {k!r} must be an int or Fraction, got {type(v).__name__}")
+        clean[k] = Fraction(v)
+    total = sum((v for v in clean.values() if v > 0), Fraction(0))
+    payouts: dict[str, int] = {}
+    for k, v in clean.items():
+        if v > 0:
+            q = budget_wei * v / total
+            payouts[k] = q.numerator // q.denominator
+        else:
+            payouts[k] = 0
+    paid = sum(payouts.values())
+    return RewardSplit(payouts, budget_wei - paid)
