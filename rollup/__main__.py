@@ -26,6 +26,14 @@ def _register() -> None:
     cli.add_command(devnet_command)
     cli.add_command(execute_command)
 
+    from rollup.node import node_command
+
+    cli.add_command(node_command)
+
+    from rollup.verify import verify_command
+
+    cli.add_command(verify_command)
+
 
 _register()
 

@@ -462,3 +462,52 @@ def run_node(
     if block:
         node.run_forever()
     return node
+
+
+# ------------------------------------------------------------------------------------------ CLI
+import click  # noqa: E402  (kept below the library part: importing the node needs no click)
+
+
+@click.command("node")
+@click.option("--deployment", "deployment_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="deployment JSON written by `rollup devnet` (or by hand)")
+@click.option("--backend", required=True, help="backend command (shell string)")
+@click.option("--rpc-url", default=None, help="Ethereum JSON-RPC URL (default: the deployment's rpc_url)")
+@click.option("--state-dir", default=".run/node", show_default=True, type=click.Path(file_okay=False))
+@click.option("--http-port", default=DEFAULT_HTTP_PORT, show_default=True, type=int,
+              help="rollup HTTP server port (the backend's ROLLUP_HTTP_SERVER_URL)")
+@click.option("--api-port", default=DEFAULT_API_PORT, show_default=True, type=int,
+              help="JSON-RPC (/rpc), inspect (/inspect/<app>) and /health port")
+@click.option("--poll-interval", default=0.5, show_default=True, type=float, help="chain polling, seconds")
+@click.option("--content-store", default=None, type=click.Path(file_okay=False),
+              help="embedded content store directory served over GIO")
+@click.option("--ipfs-api", default=None, help="IPFS HTTP RPC multiaddr served over GIO")
+@click.option("--no-claim", is_flag=True, help="read-only: never submit claims")
+@click.option("--replay-on-reject", is_flag=True,
+              help="restart and replay the backend after every rejected input (exact machine rollback)")
+@click.option("--app-name", default=None, help="name accepted by /inspect/<name> (default: tributary)")
+def node_command(deployment_path: str, backend: str, rpc_url: str | None, state_dir: str, http_port: int,
+                 api_port: int, poll_interval: float, content_store: str | None, ipfs_api: str | None,
+                 no_claim: bool, replay_on_reject: bool, app_name: str | None) -> None:
+    """Run the host-mode node for one application; the key comes from $TRIBUTARY_CLAIMER_KEY
+    (default: anvil's public account 0)."""
+    from rollup.gio import resolver_from_args
+
+    resolver = resolver_from_args(content_store=content_store, ipfs_api=ipfs_api)
+    try:
+        node = Node(deployment_path, backend, state_dir, http_port=http_port, api_port=api_port,
+                    poll_interval=poll_interval, resolver=resolver, claim=not no_claim,
+                    replay_on_reject=replay_on_reject, app_name=app_name, rpc_url=rpc_url).start()
+    except (NodeError, OSError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"node for {node.app}: rollup API {node.rollup_url}, node API {node.api_url}, state {state_dir}",
+               err=True)
+    try:
+        node.run_forever()
+    except NodeError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    node_command()

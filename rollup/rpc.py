@@ -16,9 +16,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable
 
-from eth_abi import decode as abi_decode
-
-from rollup.server import DELEGATE_CALL_VOUCHER_SELECTOR, NOTICE_SELECTOR, VOUCHER_SELECTOR
+from rollup import outputs
+from rollup.outputs import DELEGATE_CALL_VOUCHER_SELECTOR, NOTICE_SELECTOR, VOUCHER_SELECTOR
 from rollup.store import EPOCH_CLAIM_ACCEPTED, EpochRecord, InputRecord, OutputRecord, ReportRecord
 
 if TYPE_CHECKING:
@@ -58,21 +57,10 @@ def _hex(n: int) -> str:
 
 def decode_output(raw: bytes) -> dict[str, Any]:
     """`decoded_data` of an output: its kind and fields (CARTESI_V2 §3)."""
-    sel, body = raw[:4], raw[4:]
     try:
-        if sel == NOTICE_SELECTOR:
-            (payload,) = abi_decode(["bytes"], body)
-            return {"type": "Notice", "payload": "0x" + payload.hex()}
-        if sel == VOUCHER_SELECTOR:
-            dest, value, payload = abi_decode(["address", "uint256", "bytes"], body)
-            return {"type": "Voucher", "destination": dest.lower(), "value": _hex(value),
-                    "payload": "0x" + payload.hex()}
-        if sel == DELEGATE_CALL_VOUCHER_SELECTOR:
-            dest, payload = abi_decode(["address", "bytes"], body)
-            return {"type": "DelegateCallVoucher", "destination": dest.lower(), "payload": "0x" + payload.hex()}
-    except Exception:  # a malformed output is still listed, just not decoded
-        pass
-    return {"type": "Unknown"}
+        return outputs.decode_output(raw).to_json()
+    except outputs.OutputDecodeError:  # a malformed output is still listed, just not decoded
+        return {"type": "Unknown"}
 
 
 class NodeApi:

@@ -17,18 +17,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from eth_abi import encode as abi_encode
-
 from rollup.gio import ContentResolver, NullResolver
+from rollup.outputs import encode_delegate_call_voucher, encode_notice, encode_voucher
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 5 * 1024 * 1024  # the real server's JSON limit
 UINT256_MAX = 2**256 - 1
-
-NOTICE_SELECTOR = bytes.fromhex("c258d6e5")
-VOUCHER_SELECTOR = bytes.fromhex("237a816f")
-DELEGATE_CALL_VOUCHER_SELECTOR = bytes.fromhex("10321e8b")
 
 ACCEPTED = "ACCEPTED"
 REJECTED = "REJECTED"
@@ -36,18 +31,6 @@ EXCEPTION = "EXCEPTION"
 DIED = "DIED"  # the backend process died before finishing the request (host mode only)
 
 ENDPOINTS = ("/finish", "/voucher", "/delegate-call-voucher", "/notice", "/report", "/exception", "/gio")
-
-
-def encode_notice(payload: bytes) -> bytes:
-    return NOTICE_SELECTOR + abi_encode(["bytes"], [payload])
-
-
-def encode_voucher(destination: str, value: int, payload: bytes) -> bytes:
-    return VOUCHER_SELECTOR + abi_encode(["address", "uint256", "bytes"], [destination, value, payload])
-
-
-def encode_delegate_call_voucher(destination: str, payload: bytes) -> bytes:
-    return DELEGATE_CALL_VOUCHER_SELECTOR + abi_encode(["address", "bytes"], [destination, payload])
 
 
 class BadRequest(Exception):
