@@ -1,0 +1,27 @@
+"""`python -m dapp`: the Tributary backend, serving the rollup HTTP API's requests forever."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from dapp.content.source import GioSource
+from dapp.loop import run
+from dapp.market.app import Market
+from dapp.rollup_api import RollupClient
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("TRIBUTARY_LOG", "WARNING"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    client = RollupClient()
+
+    def gio(domain: int, ident: bytes) -> tuple[int, bytes]:
+        result = client.gio(domain, ident)
+        return result.code, result.data
+
+    run(Market(GioSource(gio)), client)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,413 @@
+"""The market: one handler per input kind, each a rule of the game.
+
+Every handler works on a copy of the state; the copy replaces the state only when the handler
+returns, so a refused input (InputRefused) or a bug leaves the state exactly as it was. Deposits
+are the exception that proves the rule: money that a portal already moved is always recorded,
+so a deposit whose job cannot be opened is credited to the depositor's balance instead.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any, Callable
+
+import numpy as np
+
+from dapp import canonical
+from dapp.content.cid import Cid
+from dapp.content.source import ContentSource
+from dapp.content.unixfs import chunk as unixfs_chunk
+from dapp.market import protocol as p
+from dapp.market.closing import close_round, model_digest
+from dapp.market.datacard import DataCardError, parse_data_card
+from dapp.market.ledger import InsufficientBalance
+from dapp.market.spec import JobSpec, SpecError, parse_spec
+from dapp.market.state import CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission
+from dapp.ml.hparams import initial_hparams
+from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model
+from dapp.outputs import InputRefused, Outputs
+from dapp.rollup_api import Metadata
+
+log = logging.getLogger("dapp.market")
+
+ETHER_PORTAL = "0xa632c5c05812c6a6149b7af5c56117d1d2603828"
+ERC20_PORTAL = "0xaca6586a0cf05bd831f2501e7b4aea550da6562d"
+MODEL_REPORT_CHUNK = 256 * 1024
+MAX_CACHED_OBJECTS = 256
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+class Market:
+    """The backend application behind the rollup loop."""
+
+    def __init__(self, content: ContentSource) -> None:
+        self.state = MarketState()
+        self.content = content
+        self._specs: dict[str, JobSpec] = {}
+        self._models: dict[str, Model] = {}        # by model hash: globals and this round's updates
+        self._shards: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # by shard cid
+
+    # ---- entry points ------------------------------------------------------------------
+
+    def advance(self, meta: Metadata, payload: bytes) -> Outputs:
+        out = Outputs()
+        work = self.state.clone()
+        sender = meta.msg_sender.lower()
+        if sender == ETHER_PORTAL:
+            d = p.decode_ether_deposit(payload)
+            self._deposit(work, out, meta, p.ETH, d.sender, d.value, d.exec_layer_data)
+        elif sender == ERC20_PORTAL:
+            d20 = p.decode_erc20_deposit(payload)
+            self._deposit(work, out, meta, d20.token, d20.sender, d20.value, d20.exec_layer_data)
+        else:
+            try:
+                call = p.decode_account_call(payload)
+            except p.ProtocolError as exc:
+                raise InputRefused(str(exc)) from None
+            handler: Callable[..., None] = getattr(self, "_on_" + type(call).__name__)
+            handler(work, out, meta, sender, call)
+        assert work.conserved(), "money conservation broken"
+        self.state = work
+        self._forget_unused()
+        return out
+
+    def inspect(self, payload: bytes) -> Outputs:
+        out = Outputs()
+        out.report(canonical.dumps(self.query(payload.decode("utf-8", "replace").strip("/"))))
+        return out
+
+    # ---- deposits ----------------------------------------------------------------------
+
+    def _deposit(self, st: MarketState, out: Outputs, meta: Metadata, token: str, sender: str,
+                 value: int, exec_layer_data: bytes) -> None:
+        st.ledger.record_deposit(token, value)
+        if not exec_layer_data:
+            st.ledger.credit(token, sender, value)
+            out.report(canonical.dumps({"type": "deposit", "account": sender, "token": token,
+                                        "amount": str(value)}))
+            return
+        try:
+            job = self._open_job(st, meta, token, sender, value, exec_layer_data)
+        except (InputRefused, p.ProtocolError, SpecError) as exc:
+            reason = getattr(exc, "reason", str(exc))
+            st.ledger.credit(token, sender, value)
+            out.report(f"job not created, deposit of {value} credited to the balance of "
+                       f"{sender}: {reason}")
+            return
+        out.notice(canonical.dumps({
+            "type": "job_opened", "job": job.id, "owner": job.owner, "token": token,
+            "budget": str(value), "spec_cid": job.spec_cid,
+            "rounds": self._specs[job.spec_cid].rounds, "model_cid": job.global_model_cid,
+            "model_hash": job.global_model_hash, "round_start": job.current.start}))
+
+    def _open_job(self, st: MarketState, meta: Metadata, token: str, owner: str, value: int,
+                  exec_layer_data: bytes) -> Job:
+        call = p.decode_create_job(exec_layer_data)
+        spec_bytes = self._fetch(call.spec_cid, 64 * 1024, "job spec")
+        spec = parse_spec(spec_bytes)
+        if value < spec.rounds:
+            raise InputRefused(f"budget {value} is smaller than the number of rounds")
+        model_bytes = self._fetch(spec.initial_model, spec.limits.max_model_bytes, "initial model")
+        model = self._decode_model(model_bytes, spec)
+        canonical_bytes = encode_model(model, spec.arch)
+        digest = model_digest(canonical_bytes)
+        job = Job(id=st.next_job_id, owner=owner, token=token, budget=value, escrow=value,
+                  spec_cid=call.spec_cid, opened_at=meta.block_timestamp, status=OPEN,
+                  global_model_cid=str(unixfs_chunk(canonical_bytes)[0]),
+                  global_model_hash=digest, hparams=initial_hparams(spec.hparams))
+        job.rounds.append(Round(0, meta.block_timestamp + spec.windows.start_delay,
+                                spec.round_budget(value, 0)))
+        st.jobs[job.id] = job
+        st.next_job_id += 1
+        self._specs[call.spec_cid] = spec
+        self._models[digest] = model
+        return job
+
+    # ---- account inputs ----------------------------------------------------------------
+
+    def _on_Join(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                 call: p.Join) -> None:
+        job = self._open(st, call.job_id)
+        spec = self._spec(job)
+        if sender in job.trainers:
+            raise InputRefused(f"{sender} already joined job {job.id}")
+        if len(job.trainers) >= spec.max_trainers:
+            raise InputRefused(f"job {job.id} is full ({spec.max_trainers} trainers)")
+        job.trainers = sorted(job.trainers + [sender])
+        out.report(f"{sender} joined job {job.id}")
+
+    def _on_Commit(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                   call: p.Commit) -> None:
+        job, rnd, spec = self._round(st, call.job_id, call.round)
+        if sender not in job.trainers:
+            raise InputRefused(f"{sender} has not joined job {job.id}")
+        start, end = rnd.start, rnd.start + spec.windows.commit
+        self._window(meta, "commit", start, end)
+        if sender in rnd.commits:
+            raise InputRefused(f"{sender} already committed in round {rnd.index} of job {job.id}")
+        rnd.commits[sender] = _hex(call.commitment)
+        out.report(f"commitment of {sender} recorded for round {rnd.index} of job {job.id}")
+
+    def _on_Reveal(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                   call: p.Reveal) -> None:
+        job, rnd, spec = self._round(st, call.job_id, call.round)
+        w = spec.windows
+        self._window(meta, "reveal", rnd.start + w.commit, rnd.start + w.commit + w.reveal)
+        if sender not in rnd.commits:
+            raise InputRefused(f"{sender} did not commit in round {rnd.index} of job {job.id}")
+        if sender in rnd.reveals:
+            raise InputRefused(f"{sender} already revealed in round {rnd.index} of job {job.id}")
+        expected = p.commitment(sender, job.id, rnd.index, call.model_cid, call.data_cid,
+                                call.salt)
+        if _hex(expected) != rnd.commits[sender]:
+            raise InputRefused("reveal does not match your commitment (model cid, data cid, "
+                               "salt, job, round and sender must be the committed ones)")
+        model = self._decode_model(
+            self._fetch(call.model_cid, spec.limits.max_model_bytes, "model"), spec)
+        digest = model_digest(encode_model(model, spec.arch))
+        if digest == job.global_model_hash:
+            raise InputRefused("the model is the current global model unchanged: no training")
+        if digest in job.revealed_model_hashes:
+            raise InputRefused("the model copies an update revealed in an earlier round")
+        card_bytes = self._fetch(call.data_cid, spec.limits.max_card_bytes, "data card")
+        try:
+            card = parse_data_card(card_bytes, spec.data_schema)
+        except DataCardError as exc:
+            raise InputRefused(f"invalid data card {call.data_cid}: {exc}") from None
+        rnd.reveals[sender] = Submission(call.model_cid, call.data_cid, digest,
+                                         card.weight(spec.data_schema), card.num_samples)
+        self._models[digest] = model
+        out.report(f"update of {sender} accepted for round {rnd.index} of job {job.id}")
+
+    def _on_RevealValidation(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                             call: p.RevealValidation) -> None:
+        job, rnd, spec = self._round(st, call.job_id, call.round)
+        if sender != job.owner:
+            raise InputRefused(f"only the job owner {job.owner} reveals validation shards")
+        w = spec.windows
+        self._window(meta, "validation", rnd.start + w.commit,
+                     rnd.start + w.commit + w.reveal + w.validation)
+        if rnd.validation_cid is not None:
+            raise InputRefused(f"validation shard of round {rnd.index} already revealed")
+        if _hex(p.validation_commitment(call.shard_cid, call.salt)) != \
+                _hex(spec.validation_commitments[rnd.index]):
+            raise InputRefused("shard cid and salt do not match the spec's commitment for "
+                               f"round {rnd.index}")
+        data = self._fetch(call.shard_cid, spec.limits.max_shard_bytes, "validation shard")
+        try:
+            shard = decode_dataset(data, spec.arch, max_samples=spec.limits.max_shard_samples)
+        except Exception as exc:
+            raise InputRefused(f"invalid validation shard {call.shard_cid}: {exc}") from None
+        rnd.validation_cid = call.shard_cid
+        self._shards[call.shard_cid] = shard
+        out.report(f"validation shard of round {rnd.index} of job {job.id} revealed")
+
+    def _on_CloseRound(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                       call: p.CloseRound) -> None:
+        job, rnd, spec = self._round(st, call.job_id, call.round)
+        w = spec.windows
+        reveal_end = rnd.start + w.commit + w.reveal
+        validation_end = reveal_end + w.validation
+        now = meta.block_timestamp
+        if now < reveal_end:
+            raise InputRefused(f"round {rnd.index} cannot close before its reveal window ends "
+                               f"at {reveal_end} (block time {now})")
+        if rnd.validation_cid is None and now < validation_end:
+            raise InputRefused(f"round {rnd.index} waits for the owner's validation shard until "
+                               f"{validation_end} (block time {now})")
+        shard = self._shards.get(rnd.validation_cid) if rnd.validation_cid else None
+        if rnd.validation_cid and shard is None:  # pragma: no cover - cache is rebuilt on replay
+            raise InputRefused("validation shard no longer cached")
+        updates = {a: self._models[s.model_hash] for a, s in rnd.reveals.items()}
+        result = close_round(spec, job, rnd, self._models[job.global_model_hash], updates, shard)
+
+        for addr in sorted(result.payouts):
+            st.ledger.credit(job.token, addr, result.payouts[addr])
+        paid = sum(result.payouts.values())
+        job.escrow -= paid
+        model_bytes = encode_model(result.model, spec.arch)
+        root, _ = unixfs_chunk(model_bytes)
+        job.global_model_cid, job.global_model_hash = str(root), model_digest(model_bytes)
+        self._models[job.global_model_hash] = result.model
+        job.hparams = result.hparams
+        if result.accuracy:
+            job.accuracy_history.append(result.accuracy[0])
+        job.revealed_model_hashes = sorted(
+            set(job.revealed_model_hashes) | {s.model_hash for s in rnd.reveals.values()})
+        rnd.closed = True
+        summary: dict[str, Any] = {
+            "type": "round_closed", "job": job.id, "round": rnd.index, "token": job.token,
+            "budget": str(rnd.budget), "paid": str(paid), "carried": str(result.carried),
+            "model_cid": job.global_model_cid, "model_hash": job.global_model_hash,
+            "model_bytes": len(model_bytes),
+            "accuracy": ({"correct": result.accuracy[0], "total": result.accuracy[1]}
+                         if result.accuracy else None),
+            "validation_cid": rnd.validation_cid, "fallback": result.fallback,
+            "hparams": result.hparams, "trainers": result.trainers}
+        last = rnd.index + 1 >= spec.rounds
+        if last:
+            refund = job.escrow
+            st.ledger.credit(job.token, job.owner, refund)
+            job.escrow = 0
+            job.status = FINISHED
+            summary["job_finished"] = {"refund": str(refund), "owner": job.owner}
+        else:
+            nxt = rnd.index + 1
+            job.rounds.append(Round(nxt, now, spec.round_budget(job.budget, nxt) + result.carried))
+            summary["next_round"] = {"round": nxt, "start": now,
+                                     "budget": str(job.rounds[-1].budget)}
+        rnd.summary = {k: v for k, v in summary.items() if k != "type"}
+        out.notice(canonical.dumps(summary))
+        count = max(1, -(-len(model_bytes) // MODEL_REPORT_CHUNK))
+        digest = bytes.fromhex(job.global_model_hash[2:])
+        for i in range(count):
+            part = model_bytes[i * MODEL_REPORT_CHUNK:(i + 1) * MODEL_REPORT_CHUNK]
+            out.report(p.ModelChunk(job.id, rnd.index, digest, i, count, part).encode())
+
+    def _on_Withdraw(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                     call: p.Withdraw) -> None:
+        token = call.token.lower()
+        if call.amount == 0:
+            raise InputRefused("withdraw amount must be positive")
+        try:
+            st.ledger.debit(token, sender, call.amount)
+        except InsufficientBalance as exc:
+            raise InputRefused(f"withdraw beyond balance: {exc}") from None
+        st.ledger.record_withdrawal(token, call.amount)
+        if token == p.ETH:
+            out.voucher(sender, call.amount, b"")
+        else:
+            out.voucher(token, 0, p.erc20_transfer_payload(sender, call.amount))
+        out.notice(canonical.dumps({"type": "withdrawal", "account": sender, "token": token,
+                                    "amount": str(call.amount)}))
+
+    def _on_CancelJob(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                      call: p.CancelJob) -> None:
+        job = self._open(st, call.job_id)
+        if sender != job.owner:
+            raise InputRefused(f"only the job owner {job.owner} can cancel job {job.id}")
+        if meta.block_timestamp >= job.rounds[0].start or job.rounds[0].commits:
+            raise InputRefused(f"job {job.id} cannot be cancelled: its first round started at "
+                               f"{job.rounds[0].start}")
+        st.ledger.credit(job.token, job.owner, job.escrow)
+        refund, job.escrow, job.status = job.escrow, 0, CANCELLED
+        out.notice(canonical.dumps({"type": "job_cancelled", "job": job.id,
+                                    "refund": str(refund), "owner": job.owner}))
+
+    # ---- queries -----------------------------------------------------------------------
+
+    def query(self, path: str) -> Any:
+        """Inspect paths: jobs | job/<id> | job/<id>/round/<r> | balance/<address> | state."""
+        parts = path.split("/") if path else [""]
+        st = self.state
+        if parts == ["jobs"]:
+            return [{"job": j.id, "owner": j.owner, "status": j.status, "token": j.token,
+                     "budget": str(j.budget), "round": j.current.index, "spec_cid": j.spec_cid,
+                     "model_cid": j.global_model_cid} for j in st.jobs.values()]
+        if parts[0] == "job" and len(parts) in (2, 4):
+            job = self._job(st, _int(parts[1]))
+            if len(parts) == 2:
+                data = asdict(job)
+                data["rounds"] = [{"round": r.index, "start": r.start, "closed": r.closed,
+                                   "commits": len(r.commits), "reveals": len(r.reveals)}
+                                  for r in job.rounds]
+                data["budget"], data["escrow"] = str(job.budget), str(job.escrow)
+                return data
+            if parts[2] == "round":
+                r = _int(parts[3])
+                if not 0 <= r < len(job.rounds):
+                    raise InputRefused(f"job {job.id} has no round {r} yet")
+                data = asdict(job.rounds[r])
+                data["budget"] = str(data["budget"])
+                return data
+        if parts[0] == "balance" and len(parts) == 2:
+            acct = parts[1].lower()
+            return {"account": acct, "balances": {
+                t: str(v[acct]) for t, v in sorted(st.ledger.balances.items()) if acct in v}}
+        if parts == ["state"]:
+            return {"digest": _hex(st.digest()), "jobs": len(st.jobs),
+                    "deposited": {t: str(v) for t, v in sorted(st.ledger.deposited.items())},
+                    "withdrawn": {t: str(v) for t, v in sorted(st.ledger.withdrawn.items())}}
+        raise InputRefused(f"unknown query {path!r}: try jobs, job/<id>, job/<id>/round/<r>, "
+                           f"balance/<address>, state")
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _job(self, st: MarketState, job_id: int) -> Job:
+        job = st.jobs.get(job_id)
+        if job is None:
+            raise InputRefused(f"no job {job_id}")
+        return job
+
+    def _open(self, st: MarketState, job_id: int) -> Job:
+        job = self._job(st, job_id)
+        if job.status != OPEN:
+            raise InputRefused(f"job {job_id} is {job.status}")
+        return job
+
+    def _spec(self, job: Job) -> JobSpec:
+        spec = self._specs.get(job.spec_cid)
+        if spec is None:
+            spec = parse_spec(self._fetch(job.spec_cid, 64 * 1024, "job spec"))
+            self._specs[job.spec_cid] = spec
+        return spec
+
+    def _round(self, st: MarketState, job_id: int, round_: int) -> tuple[Job, Round, JobSpec]:
+        job = self._open(st, job_id)
+        if round_ != job.current.index:
+            raise InputRefused(f"round {round_} of job {job.id} is not open: the current round "
+                               f"is {job.current.index}")
+        return job, job.current, self._spec(job)
+
+    @staticmethod
+    def _window(meta: Metadata, what: str, start: int, end: int) -> None:
+        now = meta.block_timestamp
+        if now < start:
+            raise InputRefused(f"too early: the {what} window opens at {start} (block time {now})")
+        if now >= end:
+            raise InputRefused(f"too late: the {what} window closed at {end} (block time {now})")
+
+    def _fetch(self, cid: str, max_size: int, what: str) -> bytes:
+        try:
+            Cid.parse(cid)
+        except Exception as exc:
+            raise InputRefused(f"{what} id {cid!r} is not a valid CID: {exc}") from None
+        try:
+            return self.content.get(cid, max_size=max_size)
+        except Exception as exc:
+            raise InputRefused(f"{what} {cid} could not be used: {exc}") from None
+
+    def _decode_model(self, data: bytes, spec: JobSpec) -> Model:
+        try:
+            return decode_model(data, spec.arch, max_bytes=spec.limits.max_model_bytes,
+                                max_abs=spec.limits.max_abs_weight)
+        except Exception as exc:
+            raise InputRefused(f"invalid model: {exc}") from None
+
+    def _forget_unused(self) -> None:
+        """Keep only what open jobs still need: their global models, this round's updates and
+        shards. Memory stays bounded by the open jobs' current rounds, however long the run."""
+        keep_models: set[str] = set()
+        keep_shards: set[str] = set()
+        for job in self.state.jobs.values():
+            if job.status != OPEN:
+                continue
+            keep_models.add(job.global_model_hash)
+            keep_models.update(s.model_hash for s in job.current.reveals.values())
+            if job.current.validation_cid:
+                keep_shards.add(job.current.validation_cid)
+        self._models = {h: m for h, m in self._models.items() if h in keep_models}
+        self._shards = {c: s for c, s in self._shards.items() if c in keep_shards}
+
+
+def _int(text: str) -> int:
+    if not text.isdigit():
+        raise InputRefused(f"{text!r} is not a number")
+    return int(text)
+
+
+

@@ -1,0 +1,95 @@
+"""The market's whole state, as plain data.
+
+Everything here is small (ids, addresses, hashes, integers); models and datasets live in a
+content cache outside the state, keyed by their hashes, so copying the state to make an input
+atomic is cheap. `digest()` is the canonical hash that tests use to prove that a refused input
+changed nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dapp import canonical
+from dapp.hashing import keccak
+from dapp.market.ledger import Ledger
+
+OPEN, FINISHED, CANCELLED = "open", "finished", "cancelled"
+
+
+@dataclass
+class Submission:
+    model_cid: str
+    data_cid: str
+    model_hash: str
+    weight: int
+    num_samples: int
+
+
+@dataclass
+class Round:
+    index: int
+    start: int
+    """Block timestamp at which the commit window opens."""
+    budget: int
+    """Wei (or token units) this round pays: its share of the deposit plus what earlier rounds
+    carried over."""
+    commits: dict[str, str] = field(default_factory=dict)
+    reveals: dict[str, Submission] = field(default_factory=dict)
+    validation_cid: str | None = None
+    closed: bool = False
+    summary: dict[str, Any] | None = None
+
+
+@dataclass
+class Job:
+    id: int
+    owner: str
+    token: str
+    budget: int
+    escrow: int
+    spec_cid: str
+    opened_at: int
+    status: str
+    global_model_cid: str
+    global_model_hash: str
+    hparams: dict[str, Any]
+    trainers: list[str] = field(default_factory=list)
+    rounds: list[Round] = field(default_factory=list)
+    accuracy_history: list[int] = field(default_factory=list)
+    revealed_model_hashes: list[str] = field(default_factory=list)
+    """Every model hash revealed in this job's closed rounds: re-revealing one is copying."""
+
+    @property
+    def current(self) -> Round:
+        return self.rounds[-1]
+
+
+@dataclass
+class MarketState:
+    jobs: dict[int, Job] = field(default_factory=dict)
+    next_job_id: int = 1
+    ledger: Ledger = field(default_factory=Ledger)
+
+    def clone(self) -> "MarketState":
+        return copy.deepcopy(self)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["jobs"] = {str(k): v for k, v in data["jobs"].items()}
+        return data
+
+    def digest(self) -> bytes:
+        return keccak(canonical.dumps(self.to_json()))
+
+    def escrowed(self, token: str) -> int:
+        return sum(j.escrow for j in self.jobs.values() if j.token == token)
+
+    def conserved(self) -> bool:
+        """Money conservation, for every token that ever came in."""
+        led = self.ledger
+        return all(
+            led.deposited[t] == led.total_balances(t) + self.escrowed(t) + led.withdrawn.get(t, 0)
+            for t in led.deposited)
