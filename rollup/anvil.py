@@ -31,7 +31,6 @@ import signal
 import socket
 import subprocess
 import time
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,14 +110,14 @@ def port_is_free(port: int) -> bool:
         return True
 
 
-# Every running Anvil, so an interpreter exit (e.g. an uncaught exception in a test session) still
-# kills its process group.
-_LIVE: "weakref.WeakSet[Anvil]" = weakref.WeakSet()
+# Every running Anvil, held strongly (a weak set would lose an instance whose last reference died
+# with a traceback), so an interpreter exit still kills its process group.
+_LIVE: "dict[int, Anvil]" = {}
 
 
 @atexit.register
 def _kill_all() -> None:
-    for chain in list(_LIVE):
+    for chain in list(_LIVE.values()):
         chain.stop()
 
 
@@ -189,7 +188,7 @@ class Anvil:
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
                 start_new_session=True,  # own process group: stop() kills anvil and nothing else
             )
-        _LIVE.add(self)
+        _LIVE[id(self)] = self
         try:
             self._wait_ready()
         except BaseException:
@@ -239,7 +238,7 @@ class Anvil:
     def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM the process group (anvil dumps ``--state`` on SIGTERM), SIGKILL if it hangs."""
         proc, self.proc = self.proc, None
-        _LIVE.discard(self)
+        _LIVE.pop(id(self), None)
         if proc is not None and proc.poll() is None:
             try:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -204,5 +204,5 @@ def devnet_command(port: int, epoch_length: int, state_dir: Path, block_time: fl
     except KeyboardInterrupt:
         pass
     finally:
-        click.echo("stopping devnet")
         net.stop()
+        log.info("devnet stopped")
