@@ -30,6 +30,9 @@ bounds are checked, and distances are exact Python integers):
 * distance filter: rejects updates whose squared distance to the coordinate-wise median exceeds
   ``(p/q)**2`` times the lower median of those squared distances.
 
+Zero updates: an update equal to the global model carries no information and is rejected by
+every rule ("free rider") before the rule's own filter runs.
+
 Duplicates and sybils: updates with the same model hash are merged into one player before
 anything else. The player's key is the smallest key of the copies, its weight the *largest* of
 their weights (never the sum: splitting one update over many addresses adds no data weight).
@@ -134,7 +137,13 @@ class Strategy(ABC):
         keys = [p.key for p in players]
         g = flatten(global_model)
         u, w = _stack(players, g.size)
-        acc, rej, notes = self.select(g, u, w, keys)
+        zero = [i for i in range(len(keys)) if np.array_equal(u[i], g)]
+        live = [i for i in range(len(keys)) if i not in set(zero)]
+        acc_l, rej_l, notes_l = self.select(g, u[live], w[live], [keys[i] for i in live])
+        acc = [live[i] for i in acc_l]
+        rej = {live[i]: r for i, r in rej_l.items()}
+        rej.update({i: "zero update: identical to the global model (free rider)" for i in zero})
+        notes = {live[i]: r for i, r in notes_l.items()}
         agg = self.combine_flat(g, u[acc], w[acc])
         accepted = sorted(k for i in acc for k in groups[keys[i]])
         rejected = {k: rej[i] for i in sorted(rej) for k in groups[keys[i]]}
