@@ -102,7 +102,10 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """True if nothing listens on 127.0.0.1:port (SO_REUSEADDR, as anvil binds: a port whose old
+    connections linger in TIME_WAIT counts as free)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -121,9 +121,10 @@ def decode_revert(data: bytes) -> tuple[str | None, tuple[Any, ...]]:
         return None, ()
     name, types = entry
     try:
-        return name, tuple(abi_decode(types, bytes(data[4:])))
+        values = abi_decode(types, bytes(data[4:]))
     except Exception:  # malformed args: keep the name, it is still the useful part
         return name, ()
+    return name, tuple(to_checksum_address(v) if t == "address" else v for t, v in zip(types, values))
 
 
 def _revert_bytes(exc: BaseException) -> bytes | None:
