@@ -20,7 +20,10 @@ def main() -> None:
         result = client.gio(domain, ident)
         return result.code, result.data
 
-    run(Market(GioSource(gio)), client)
+    # The official Cartesi node serves no GIO: there, set TRIBUTARY_GIO=0 and jobs use content
+    # posted through inputs (a GIO request would stop the machine).
+    use_gio = os.environ.get("TRIBUTARY_GIO", "1") != "0"
+    run(Market(GioSource(gio) if use_gio else None), client)
 
 
 if __name__ == "__main__":

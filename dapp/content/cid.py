@@ -98,8 +98,6 @@ class Cid:
         shown = text if len(text) <= 80 else text[:77] + "..."
         if not text:
             raise CidError("empty CID string")
-        if len(text) > _MAX_STRING:
-            raise CidError(f"CID string too long ({len(text)} chars): {shown!r}", shown)
         if text.startswith("Qm") and len(text) == 46:
             raise CidError(f"CIDv0 {shown!r} is not supported: use CIDv1 base32 ('b...')", shown)
         if text[0] != "b":
@@ -110,6 +108,8 @@ class Cid:
         body = text[1:]
         if not body or body != body.lower() or not body.isascii() or "=" in body:
             raise CidError(f"invalid base32-lower body in {shown!r}", shown)
+        if len(text) > _MAX_STRING:
+            raise CidError(f"CID string too long ({len(text)} chars): {shown!r}", shown)
         try:
             raw = base64.b32decode(body.upper() + "=" * (-len(body) % 8))
         except (binascii.Error, ValueError) as exc:

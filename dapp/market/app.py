@@ -15,7 +15,10 @@ from typing import Any, Callable
 import numpy as np
 
 from dapp import canonical
+from dapp.hashing import keccak
 from dapp.content.cid import Cid
+from dapp.content.errors import ContentMissing
+from dapp.content.inbox import ContentInbox, UploadRefused
 from dapp.content.source import ContentSource
 from dapp.content.unixfs import chunk as unixfs_chunk
 from dapp.market import protocol as p
@@ -44,9 +47,13 @@ def _hex(b: bytes) -> str:
 class Market:
     """The backend application behind the rollup loop."""
 
-    def __init__(self, content: ContentSource) -> None:
+    def __init__(self, content: ContentSource | None, inbox: ContentInbox | None = None) -> None:
+        """`content` is the GIO source (None where the node serves no GIO, e.g. the official
+        node); `inbox` holds content posted through inputs."""
         self.state = MarketState()
         self.content = content
+        self.inbox = inbox if inbox is not None else ContentInbox()
+        self._after_commit: list[Callable[[], None]] = []
         self._specs: dict[str, JobSpec] = {}
         self._models: dict[str, Model] = {}        # by model hash: globals and this round's updates
         self._shards: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # by shard cid
@@ -56,6 +63,7 @@ class Market:
     def advance(self, meta: Metadata, payload: bytes) -> Outputs:
         out = Outputs()
         work = self.state.clone()
+        self._after_commit = []
         sender = meta.msg_sender.lower()
         if sender == ETHER_PORTAL:
             d = p.decode_ether_deposit(payload)
@@ -72,8 +80,15 @@ class Market:
             handler(work, out, meta, sender, call)
         assert work.conserved(), "money conservation broken"
         self.state = work
+        for step in self._after_commit:
+            step()
+        self._after_commit = []
         self._forget_unused()
         return out
+
+    def digest(self) -> bytes:
+        """Everything that decides future outputs: the market state and the content inbox."""
+        return keccak(self.state.digest() + self.inbox.digest())
 
     def inspect(self, payload: bytes) -> Outputs:
         out = Outputs()
@@ -111,7 +126,8 @@ class Market:
         spec = parse_spec(spec_bytes)
         if value < spec.rounds:
             raise InputRefused(f"budget {value} is smaller than the number of rounds")
-        model_bytes = self._fetch(spec.initial_model, spec.limits.max_model_bytes, "initial model")
+        model_bytes = self._fetch(spec.initial_model, spec.limits.max_model_bytes, "initial model",
+                                  spec.content_source)
         model = self._decode_model(model_bytes, spec)
         canonical_bytes = encode_model(model, spec.arch)
         digest = model_digest(canonical_bytes)
@@ -167,13 +183,15 @@ class Market:
             raise InputRefused("reveal does not match your commitment (model cid, data cid, "
                                "salt, job, round and sender must be the committed ones)")
         model = self._decode_model(
-            self._fetch(call.model_cid, spec.limits.max_model_bytes, "model"), spec)
+            self._fetch(call.model_cid, spec.limits.max_model_bytes, "model",
+                        spec.content_source), spec)
         digest = model_digest(encode_model(model, spec.arch))
         if digest == job.global_model_hash:
             raise InputRefused("the model is the current global model unchanged: no training")
         if digest in job.revealed_model_hashes:
             raise InputRefused("the model copies an update revealed in an earlier round")
-        card_bytes = self._fetch(call.data_cid, spec.limits.max_card_bytes, "data card")
+        card_bytes = self._fetch(call.data_cid, spec.limits.max_card_bytes, "data card",
+                                 spec.content_source)
         try:
             card = parse_data_card(card_bytes, spec.data_schema)
         except DataCardError as exc:
@@ -197,7 +215,8 @@ class Market:
                 _hex(spec.validation_commitments[rnd.index]):
             raise InputRefused("shard cid and salt do not match the spec's commitment for "
                                f"round {rnd.index}")
-        data = self._fetch(call.shard_cid, spec.limits.max_shard_bytes, "validation shard")
+        data = self._fetch(call.shard_cid, spec.limits.max_shard_bytes, "validation shard",
+                           spec.content_source)
         try:
             shard = decode_dataset(data, spec.arch, max_samples=spec.limits.max_shard_samples)
         except Exception as exc:
@@ -298,6 +317,15 @@ class Market:
         out.notice(canonical.dumps({"type": "job_cancelled", "job": job.id,
                                     "refund": str(refund), "owner": job.owner}))
 
+    def _on_PutContent(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                       call: p.PutContent) -> None:
+        try:
+            step = self.inbox.plan_put(call.cid, call.total_size, call.index, call.data,
+                                       meta.block_timestamp)
+        except UploadRefused as exc:
+            raise InputRefused(str(exc)) from None
+        self._after_commit.append(lambda: out.report(step().message))
+
     # ---- queries -----------------------------------------------------------------------
 
     def query(self, path: str) -> Any:
@@ -328,12 +356,17 @@ class Market:
             acct = parts[1].lower()
             return {"account": acct, "balances": {
                 t: str(v[acct]) for t, v in sorted(st.ledger.balances.items()) if acct in v}}
+        if parts[0] == "content" and len(parts) == 2:
+            try:
+                return self.inbox.status(parts[1])
+            except Exception as exc:
+                raise InputRefused(f"bad content id {parts[1]!r}: {exc}") from None
         if parts == ["state"]:
-            return {"digest": _hex(st.digest()), "jobs": len(st.jobs),
+            return {"digest": _hex(self.digest()), "inbox_bytes": self.inbox.held_bytes(), "jobs": len(st.jobs),
                     "deposited": {t: str(v) for t, v in sorted(st.ledger.deposited.items())},
                     "withdrawn": {t: str(v) for t, v in sorted(st.ledger.withdrawn.items())}}
         raise InputRefused(f"unknown query {path!r}: try jobs, job/<id>, job/<id>/round/<r>, "
-                           f"balance/<address>, state")
+                           f"balance/<address>, content/<cid>, state")
 
     # ---- helpers -----------------------------------------------------------------------
 
@@ -350,11 +383,7 @@ class Market:
         return job
 
     def _spec(self, job: Job) -> JobSpec:
-        spec = self._specs.get(job.spec_cid)
-        if spec is None:
-            spec = parse_spec(self._fetch(job.spec_cid, 64 * 1024, "job spec"))
-            self._specs[job.spec_cid] = spec
-        return spec
+        return self._specs[job.spec_cid]
 
     def _round(self, st: MarketState, job_id: int, round_: int) -> tuple[Job, Round, JobSpec]:
         job = self._open(st, job_id)
@@ -371,13 +400,24 @@ class Market:
         if now >= end:
             raise InputRefused(f"too late: the {what} window closed at {end} (block time {now})")
 
-    def _fetch(self, cid: str, max_size: int, what: str) -> bytes:
+    def _fetch(self, cid: str, max_size: int, what: str, source: str | None = None) -> bytes:
+        """Verified bytes of `cid` from the job's source ("gio" or "inputs"); with no source
+        yet (a spec), from the inbox if posted there, else over GIO. Content taken from the
+        inbox is released once the input succeeds: the market keeps what it decoded."""
         try:
-            Cid.parse(cid)
+            key = str(Cid.parse(cid))
         except Exception as exc:
             raise InputRefused(f"{what} id {cid!r} is not a valid CID: {exc}") from None
+        use_inbox = source == "inputs" or (source is None and self.inbox.holds(key))
         try:
-            return self.content.get(cid, max_size=max_size)
+            if use_inbox:
+                data = self.inbox.get(key, max_size=max_size)
+                self._after_commit.append(lambda: self.inbox.release([key]))
+                return data
+            if self.content is None:
+                raise ContentMissing("this node serves no GIO; post the content through "
+                                     "inputs (putContent)", key)
+            return self.content.get(key, max_size=max_size)
         except Exception as exc:
             raise InputRefused(f"{what} {cid} could not be used: {exc}") from None
 

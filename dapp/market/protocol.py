@@ -113,8 +113,21 @@ class CancelJob(Call):
     TYPES: ClassVar[tuple[str, ...]] = ("uint256",)
 
 
+@dataclass(frozen=True)
+class PutContent(Call):
+    """One chunk of an object posted through inputs (jobs whose spec says content_source
+    "inputs"); see dapp.content.inbox for the framing rules."""
+
+    cid: str
+    total_size: int
+    index: int
+    data: bytes
+    SIGNATURE: ClassVar[str] = "putContent(string,uint64,uint32,bytes)"
+    TYPES: ClassVar[tuple[str, ...]] = ("string", "uint64", "uint32", "bytes")
+
+
 ACCOUNT_CALLS: tuple[type[Call], ...] = (
-    Join, Commit, Reveal, RevealValidation, CloseRound, Withdraw, CancelJob)
+    Join, Commit, Reveal, RevealValidation, CloseRound, Withdraw, CancelJob, PutContent)
 _BY_SELECTOR: dict[bytes, type[Call]] = {selector(c.SIGNATURE): c for c in ACCOUNT_CALLS}
 
 
