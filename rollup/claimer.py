@@ -1,7 +1,7 @@
 """Closes epochs and submits their outputs roots to the Authority.
 
-An epoch e covers blocks [e*L, e*L+L-1]. It can be closed once the reader has scanned past its
-last block (so no input of it can still appear) and every one of its inputs is processed; its
+An epoch e covers blocks [e*L, e*L+L-1]. It can be closed once the reader has scanned a block
+after its last one (so no input of it can still appear) and every one of its inputs is processed; its
 root is the outputs tree's root at that point (it covers every output so far, not only this
 epoch's). Like Cartesi's node we only claim epochs that have inputs. A claim that is already on
 chain (NotFirstClaim, e.g. we crashed after sending it) is looked up and recorded, and a root
@@ -44,7 +44,9 @@ def close_ready_epochs(store: Store, tree: OutputsTree) -> list[int]:
     scanned = store.scanned_block
     processed = store.processed_count
     for ep in epochs:
-        if ep.last_block > scanned:
+        # strictly past: submitClaim needs lastProcessedBlockNumber < block.number, and gas is
+        # estimated against the latest block
+        if ep.last_block >= scanned:
             break
         last_input = store.last_input_of_epoch(ep.index)
         if last_input is not None and processed <= last_input:

@@ -350,7 +350,14 @@ class Node:
         with self.tree_lock:
             close_ready_epochs(self.store, self.tree)
         if self.claimer is not None:
-            self.claimer.submit_closed()
+            from rollup.claimer import ClaimConflictError
+
+            try:
+                self.claimer.submit_closed()
+            except ClaimConflictError:
+                raise
+            except Exception as exc:  # chain hiccups, nonce races, reverts: retried next poll
+                log.warning("claim failed, will retry: %s", exc)
 
     def _serve_inspects(self) -> None:
         while True:

@@ -379,6 +379,12 @@ class _Handler(BaseHTTPRequestHandler):
             length = -1
         if length < 0 or length > limit:
             self.close_connection = True
+            remaining = length if 0 < length <= 64 * 1024 * 1024 else 0
+            while remaining > 0:  # drop the body so the client reads our 413, not a broken pipe
+                chunk = self.rfile.read(min(remaining, 1 << 20))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
             self._send(413, {"error": f"body larger than {limit} bytes"})
             return None
         return self.rfile.read(length) if length else b""

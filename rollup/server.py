@@ -229,13 +229,25 @@ class _Handler(BaseHTTPRequestHandler):
         if data:
             self.wfile.write(data)
 
+    def _drain(self, length: int) -> None:
+        """Read and drop a refused body, so the client gets our answer instead of a broken pipe
+        (beyond 64 MiB we just hang up)."""
+        self.close_connection = True
+        if length > 64 * MAX_BODY // 5:
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 20))
+            if not chunk:
+                return
+            length -= len(chunk)
+
     def _not_post(self) -> None:
         path = self.path.split("?")[0]
         length = int(self.headers.get("Content-Length") or 0)
         if 0 < length <= MAX_BODY:
             self.rfile.read(length)
         elif length > MAX_BODY:
-            self.close_connection = True
+            self._drain(length)
         if path in ENDPOINTS:
             self._send(405, "Method Not Allowed")
         else:
@@ -252,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, "invalid Content-Length")
             return
         if length > MAX_BODY:
-            self.close_connection = True  # do not read 5 MiB we will refuse anyway
+            self._drain(length)
             self._send(413, "JSON payload (%d bytes) is larger than allowed (limit: %d bytes)." % (length, MAX_BODY))
             return
         raw = self.rfile.read(length) if length else b""

@@ -5,7 +5,7 @@ Advance (every accepted one bumps a counter, the backend's only state):
 - b"voucher:" + destination(20) + value(32, big-endian): also an ETH voucher paying `value` wei;
 - b"reject:": outputs, then finish with reject (state untouched, as the backend contract asks);
 - b"exception:": outputs, then /exception with the rest as payload;
-- b"report:": also a report with the payload;
+- containing b"report": also a report with the payload (before any reject/exception);
 - b"count": also a notice b"count=<accepted advances before this one>" (shows replayed state);
 - b"gio:" + domain(2) + id: also a notice b"gio=" + code(2) + response;
 - b"die:": the process exits (code 3) mid-input;
@@ -58,7 +58,7 @@ def main() -> int:
         if p.startswith(b"voucher:") and len(p) >= 8 + 52:
             body = p[8:]
             client.voucher("0x" + body[:20].hex(), int.from_bytes(body[20:52], "big"), body[52:])
-        if p.startswith(b"report:"):
+        if b"report" in p:
             client.report(p)
         if p.startswith(b"count"):
             client.notice(b"count=%d" % accepted)

@@ -1,0 +1,134 @@
+"""Fixtures and helpers for the node tests: a real anvil with the real Cartesi artifacts, apps
+deployed per test, the echo backend, and small JSON-RPC / chain helpers.
+
+Import what you need: `from tests.node_fixtures import *` brings the fixtures into a test module.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from eth_utils import to_checksum_address
+
+from rollup.anvil import DEV_ACCOUNTS, Anvil
+from rollup.chain import connect, contract, send_tx
+from rollup.deploy import Deployment, deploy_devnet
+from rollup.node import Node
+
+ECHO_PATH = Path(__file__).resolve().parent / "backends" / "echo.py"
+ECHO = [sys.executable, str(ECHO_PATH)]
+ECHO_CMD = f"{sys.executable} {ECHO_PATH}"
+OWNER = DEV_ACCOUNTS[0]
+USER = DEV_ACCOUNTS[1]
+OTHER = DEV_ACCOUNTS[2]  # sends test transactions: account 0 is the node's claimer (nonce races)
+EPOCH_LENGTH = 4
+
+
+class Chain:
+    """A running anvil plus a web3 on it."""
+
+    def __init__(self, anvil: Anvil) -> None:
+        self.anvil = anvil
+        self.url = anvil.url
+        self.w3 = connect(anvil.url)
+
+    def mine(self, blocks: int = 1) -> None:
+        self.anvil.rpc("anvil_mine", [hex(blocks)])
+
+    @property
+    def block(self) -> int:
+        return int(self.w3.eth.block_number)
+
+    def deploy(self, epoch_length: int = EPOCH_LENGTH) -> Deployment:
+        return deploy_devnet(self.w3, OWNER.private_key, epoch_length=epoch_length, rpc_url=self.url)
+
+    def add_input(self, dep: Deployment, payload: bytes, key: str = USER.private_key) -> int:
+        """addInput; returns the block it landed in."""
+        box = contract(self.w3, "InputBox", dep.contracts["InputBox"])
+        rcpt = send_tx(self.w3, key, box.functions.addInput(to_checksum_address(dep.application), payload))
+        return int(rcpt["blockNumber"])
+
+    def deposit_ether(self, dep: Deployment, value: int, data: bytes = b"", key: str = USER.private_key) -> int:
+        portal = contract(self.w3, "EtherPortal", dep.contracts["EtherPortal"])
+        rcpt = send_tx(self.w3, key, portal.functions.depositEther(to_checksum_address(dep.application), data),
+                       value=value)
+        return int(rcpt["blockNumber"])
+
+    def pass_epoch(self, dep: Deployment) -> None:
+        """Mine until the epoch of the current block is over (a claim for it is then possible)."""
+        L = dep.epoch_length
+        block = self.block
+        self.mine(L - block % L + 1)
+
+    def claims(self, dep: Deployment) -> dict[int, bytes]:
+        """epoch -> accepted root, from the Authority's ClaimAccepted events."""
+        auth = contract(self.w3, "Authority", dep.authority)
+        out = {}
+        for ev in auth.events.ClaimAccepted().get_logs(
+            from_block=0, argument_filters={"appContract": to_checksum_address(dep.application)}
+        ):
+            epoch = int(ev["args"]["lastProcessedBlockNumber"]) // dep.epoch_length
+            assert epoch not in out, "two accepted claims for one epoch"
+            out[epoch] = bytes(ev["args"]["outputsMerkleRoot"])
+        return out
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[Chain]:
+    anvil = Anvil().start()
+    try:
+        yield Chain(anvil)
+    finally:
+        anvil.stop()
+
+
+def rpc(api_url: str, method: str, params: Any = None, timeout: float = 10.0) -> dict[str, Any]:
+    """One JSON-RPC call; returns the whole answer (result or error)."""
+    body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": {} if params is None else params}
+    return post_json(api_url + "/rpc", body, timeout)[1]
+
+
+def post_json(url: str, body: Any, timeout: float = 10.0) -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else None
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw)
+        except ValueError:
+            return exc.code, raw.decode(errors="replace")
+
+
+def result(answer: dict[str, Any]) -> Any:
+    assert "error" not in answer, answer
+    return answer["result"]
+
+
+def wait_claims(node: Node, chain: Chain, dep: Deployment, timeout: float = 30) -> None:
+    """Pass the current epoch and wait until every epoch with inputs is claimed."""
+    chain.pass_epoch(dep)
+    node.wait_caught_up(timeout)
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        epochs, _ = node.store.list_epochs()  # type: ignore[union-attr]
+        if all(e.status == "CLAIM_ACCEPTED" for e in epochs):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"epochs not claimed: {epochs}")
+        node.wait_caught_up(timeout)
+
+
+__all__ = ["chain", "Chain", "rpc", "post_json", "result", "wait_claims", "ECHO", "ECHO_CMD", "OWNER",
+           "USER", "OTHER", "EPOCH_LENGTH"]
