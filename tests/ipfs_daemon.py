@@ -93,7 +93,8 @@ def ipfs_daemon(start_timeout: float = 60.0) -> Iterator[IpfsDaemon]:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=10)
+                # The repo is deleted next, so a graceful shutdown buys nothing past 2 s.
+                proc.wait(timeout=2)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
