@@ -235,7 +235,7 @@ def quality_round(seed: int = 0) -> Round:
     quality rises with i. Used for the Shapley-vs-quality check."""
     arch = arch_for(CNN_SPEC)
     d = digits()
-    g = global_model()
+    g = initial_float_model(arch, seed)  # from scratch: each trainer's data quality shows clearly
     rng = np.random.default_rng(seed + 7)
     perm = rng.permutation(len(d.y_pool))
     updates = []
@@ -247,7 +247,8 @@ def quality_round(seed: int = 0) -> Round:
         y = d.y_pool[idx].copy()
         noisy = rng.random(n) < (9 - i) * 0.09
         y[noisy] = rng.integers(0, 10, int(noisy.sum()))
-        updates.append(ClientUpdate(trainer_key(i), train_local(arch, g, d.x_pool[idx], y, seed=200 + i), n))
+        updates.append(ClientUpdate(trainer_key(i), train_local(arch, g, d.x_pool[idx], y, epochs=8, lr=0.01,
+                                                                  seed=200 + i), n))
     xv, yv, xt, yt = _fixed_eval_sets(arch)
     return Round(arch, g, updates, (), xv, yv, xt, yt, {"quality": list(range(N_TRAINERS))})
 
