@@ -1,0 +1,124 @@
+"""Job specs for owners: the demo's digits CNN job, validation shards and their commitments.
+
+The spec format is the market's (`dapp.market.spec.parse_spec`): this module builds one and
+checks it with that very parser before anything is stored or deposited, so an owner learns
+about a bad field from the CLI, not from a refund report.
+
+Validation shards: one per round, safetensors with `x` (int32 fixed point at the arch's scale)
+and `y` (int32 labels) (`dapp.ml.model_format.encode_dataset`). Each is stored, and the spec
+carries `validation_commitment(shard_cid, salt)`; the shard ids and salts stay with the owner
+(local state) until `reveal-validation` opens them round by round.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from dapp.market import protocol as p
+from dapp.market.spec import JobSpec, SpecError, parse_spec
+from dapp.ml.arch import ArchSpec
+from dapp.ml.fixedpoint import quantize
+from dapp.ml.model_format import encode_dataset, encode_model, initial_model
+
+DIGITS_CNN: dict[str, Any] = {
+    "input_shape": [1, 8, 8], "num_classes": 10, "scale_bits": 16,
+    "layers": [
+        {"type": "conv2d", "name": "conv1", "in_channels": 1, "out_channels": 8,
+         "kernel_size": 3, "stride": 1, "padding": 1},
+        {"type": "relu"},
+        {"type": "maxpool2d", "kernel_size": 2},
+        {"type": "flatten"},
+        {"type": "linear", "name": "fc1", "in_features": 128, "out_features": 10}]}
+
+DEMO_AGGREGATION: dict[str, Any] = {
+    "rule": "norm_clip", "mode": "reject", "max_norm_ratio": [3, 1],
+    "then": {"rule": "multi_krum", "f": 2, "m": 7, "then": "fedavg"}}
+DEMO_CONTRIBUTION: dict[str, Any] = {"method": "shapley", "exact_max_players": 8,
+                                     "permutations": 48}
+DEMO_HPARAMS: dict[str, Any] = {"learning_rate": [1, 5], "local_epochs": 3, "batch_size": 16}
+DEMO_WINDOWS: dict[str, int] = {"start_delay": 0, "commit": 3600, "reveal": 3600,
+                                "validation": 3600}
+
+
+class Store(Protocol):
+    def put(self, data: bytes) -> str: ...
+
+    def get(self, cid: str, *, max_size: int) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class ShardSecret:
+    cid: str
+    salt: bytes
+
+    def to_json(self) -> dict[str, str]:
+        return {"cid": self.cid, "salt": "0x" + self.salt.hex()}
+
+    @classmethod
+    def from_json(cls, d: dict[str, str]) -> "ShardSecret":
+        return cls(d["cid"], bytes.fromhex(d["salt"][2:]))
+
+
+def store_shards(store: Store, shards: list[tuple[np.ndarray, np.ndarray]], arch: ArchSpec
+                 ) -> list[ShardSecret]:
+    """Quantize, encode and store each round's shard; a fresh random salt each."""
+    out = []
+    for x, y in shards:
+        data = encode_dataset(quantize(np.asarray(x).reshape(len(y), *arch.input_shape),
+                                       arch.scale_bits), np.asarray(y, dtype=np.int32))
+        out.append(ShardSecret(store.put(data), secrets.token_bytes(32)))
+    return out
+
+
+def load_shard_files(paths: list[Path], arch: ArchSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Shard files an owner supplies: .npz with float `x` [N, *input_shape] and int `y`."""
+    from client.data import load_trainer_data
+
+    return [load_trainer_data(path, arch) for path in paths]
+
+
+def deterministic_initial_model(arch: ArchSpec, seed: bytes = b"tributary/initial") -> bytes:
+    """A PyTorch-free initial model: the ML core's keccak-seeded uniform init, canonical bytes."""
+    return encode_model(initial_model(arch, seed), arch)
+
+
+def build_spec(*, name: str, arch: dict[str, Any], initial_model_cid: str,
+               shards: list[ShardSecret], windows: dict[str, int] | None = None,
+               hparams: dict[str, Any] | None = None, aggregation: dict[str, Any] | None = None,
+               contribution: dict[str, Any] | None = None, max_samples: int = 100_000,
+               weight_cap: int = 250, max_trainers: int = 50,
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "version": 1, "name": name, "arch": arch, "initial_model": initial_model_cid,
+        "rounds": len(shards), "windows": windows or DEMO_WINDOWS,
+        "hparams": hparams or DEMO_HPARAMS,
+        "aggregation": aggregation or DEMO_AGGREGATION,
+        "contribution": contribution or DEMO_CONTRIBUTION, "fallback": "equal",
+        "max_trainers": max_trainers,
+        "data_schema": {"feature_shape": arch["input_shape"], "num_classes": arch["num_classes"],
+                        "max_samples": max_samples, "weight_cap": weight_cap},
+        "validation": ["0x" + p.validation_commitment(s.cid, s.salt).hex() for s in shards],
+        "limits": {"max_model_bytes": 1 << 20, "max_shard_samples": 2000},
+    }
+    spec.update(extra or {})
+    return spec
+
+
+def spec_bytes(spec: dict[str, Any]) -> bytes:
+    """Serialize and validate with the market's own parser (raises SpecError)."""
+    data = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+    parse_spec(data)
+    return data
+
+
+def check_spec(data: bytes) -> JobSpec:
+    try:
+        return parse_spec(data)
+    except SpecError:
+        raise

@@ -1,0 +1,253 @@
+"""The node's client API as the client uses it: JSON-RPC (`/rpc`), inspect, and what they mean.
+
+Why a module of its own: notices are canonical JSON inside ABI-encoded outputs, the new global
+model arrives as `ModelChunk` reports, and vouchers need proofs; every command wants those
+decoded, not raw. Everything read here is checked where it can be: a reassembled model must hash
+(keccak) to the `model_hash` that the round notice (an output, provable on chain) commits to.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import requests
+from eth_abi import decode as abi_decode
+
+from dapp.hashing import keccak
+from dapp.market import protocol as p
+
+NOTICE = bytes.fromhex("c258d6e5")
+VOUCHER = bytes.fromhex("237a816f")
+
+
+class NodeError(Exception):
+    """The node answered with an error, or something that is not what the API promises."""
+
+
+class NodeUnavailable(NodeError):
+    """Nothing answers at the node URL."""
+
+
+class InputRefusedByApp(NodeError):
+    """The application rejected an input; `reason` is its report."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(f"input {index} was refused: {reason}")
+        self.index = index
+        self.reason = reason
+
+
+class ModelVerificationError(NodeError):
+    """Reassembled model bytes do not hash to the notice's model_hash (or chunks are missing)."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    index: int
+    input_index: int
+    epoch: int
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class VoucherOut:
+    index: int
+    input_index: int
+    epoch: int
+    destination: str
+    value: int
+    payload: bytes
+    proof_ready: bool
+    executed_tx: str | None
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def beneficiary(self) -> str:
+        """Who the voucher pays: the destination for ether, the `to` of an ERC-20 transfer."""
+        if self.payload[:4] == p.TRANSFER:
+            to, _ = abi_decode(["address", "uint256"], self.payload[4:])
+            return str(to).lower()
+        return self.destination.lower()
+
+    def amount(self) -> int:
+        if self.payload[:4] == p.TRANSFER:
+            return int(abi_decode(["address", "uint256"], self.payload[4:])[1])
+        return self.value
+
+
+def _int(v: Any) -> int:
+    if isinstance(v, int):
+        return v
+    return int(v, 16) if isinstance(v, str) and v.startswith("0x") else int(v)
+
+
+class NodeClient:
+    def __init__(self, node_url: str, app: str | None = None, timeout: float = 30.0) -> None:
+        self.url = node_url.rstrip("/")
+        self.app = app
+        self.timeout = timeout
+        self._session = requests.Session()
+
+    # ---- transport -----------------------------------------------------------------------
+
+    def rpc(self, method: str, params: dict[str, Any] | None = None) -> Any:
+        body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": dict(params or {})}
+        if self.app:
+            body["params"]["application"] = self.app
+        try:
+            r = self._session.post(self.url + "/rpc", json=body, timeout=self.timeout)
+        except requests.ConnectionError:
+            raise NodeUnavailable(f"no node answers at {self.url}: start one with "
+                                  f"`python -m rollup devnet --backend 'python -m dapp'` or "
+                                  f"pass --node URL") from None
+        except requests.RequestException as exc:
+            raise NodeUnavailable(f"node at {self.url}: {exc}") from None
+        try:
+            answer = r.json()
+        except ValueError:
+            raise NodeError(f"{self.url}/rpc answered HTTP {r.status_code} without JSON") from None
+        if answer.get("error"):
+            raise NodeError(f"{method}: {answer['error'].get('message', answer['error'])}")
+        return answer.get("result")
+
+    def _paged(self, method: str, params: dict[str, Any], page: int = 500) -> Iterator[dict[str, Any]]:
+        offset = 0
+        while True:
+            res = self.rpc(method, dict(params, limit=page, offset=offset))
+            data = res.get("data", [])
+            yield from data
+            offset += len(data)
+            if not data or offset >= int(res.get("pagination", {}).get("total_count", 0)):
+                return
+
+    def inspect_raw(self, path: str) -> dict[str, Any]:
+        target = self.app or "tributary"
+        try:
+            r = self._session.post(f"{self.url}/inspect/{target}", data=path.encode(),
+                                   timeout=self.timeout)
+        except requests.ConnectionError:
+            raise NodeUnavailable(f"no node answers at {self.url}: start one or pass --node URL") from None
+        if r.status_code != 200:
+            raise NodeError(f"inspect {path!r}: HTTP {r.status_code}: {r.text[:300]}")
+        return r.json()
+
+    def inspect(self, path: str) -> Any:
+        """The market's answer to an inspect path (jobs, job/<id>, balance/<addr>, ...)."""
+        ans = self.inspect_raw(path)
+        reports = [bytes.fromhex(rep["payload"][2:]) for rep in ans.get("reports", [])]
+        if ans.get("status") != "Accepted":
+            reason = reports[0].decode("utf-8", "replace") if reports else ans.get("status")
+            raise NodeError(f"inspect {path!r} refused: {reason}")
+        if not reports:
+            raise NodeError(f"inspect {path!r} gave no report")
+        try:
+            return json.loads(reports[0])
+        except ValueError:
+            raise NodeError(f"inspect {path!r}: {reports[0][:200]!r}") from None
+
+    # ---- inputs --------------------------------------------------------------------------
+
+    def processed_count(self) -> int:
+        return _int(self.rpc("cartesi_getProcessedInputCount")["data"])
+
+    def wait_processed(self, index: int, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.processed_count() <= index:
+            if time.monotonic() > deadline:
+                raise NodeError(f"the node did not process input {index} within {timeout:.0f} s "
+                                f"(is it following the chain?)")
+            time.sleep(0.05)
+
+    def input_status(self, index: int) -> str:
+        return str(self.rpc("cartesi_getInput", {"input_index": hex(index)})["data"]["status"])
+
+    def input_reports(self, index: int) -> list[bytes]:
+        return [bytes.fromhex(r["raw_data"][2:])
+                for r in self._paged("cartesi_listReports", {"input_index": hex(index)})]
+
+    def result(self, index: int, timeout: float = 120.0) -> list[str]:
+        """Wait for input `index`; return its text reports, or raise InputRefusedByApp."""
+        self.wait_processed(index, timeout)
+        status = self.input_status(index)
+        texts = [r.decode("utf-8", "replace") for r in self.input_reports(index)
+                 if r[:4] != p.MODEL_CHUNK]
+        if status.upper() != "ACCEPTED":
+            reason = "; ".join(t.removeprefix("refused: ") for t in texts) or status
+            raise InputRefusedByApp(index, reason)
+        return texts
+
+    # ---- outputs -------------------------------------------------------------------------
+
+    def outputs(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        return self._paged("cartesi_listOutputs", filters)
+
+    def notices(self, type_: str | None = None, job: int | None = None) -> list[Notice]:
+        out = []
+        for o in self.outputs(output_type="notice"):
+            raw = bytes.fromhex(o["raw_data"][2:])
+            (payload,) = abi_decode(["bytes"], raw[4:])
+            try:
+                data = json.loads(payload)
+            except ValueError:
+                continue
+            if type_ and data.get("type") != type_:
+                continue
+            if job is not None and data.get("job") != job:
+                continue
+            out.append(Notice(_int(o["index"]), _int(o["input_index"]), _int(o["epoch_index"]), data))
+        return out
+
+    def round_notices(self, job: int) -> list[Notice]:
+        return self.notices("round_closed", job)
+
+    def job_opened(self, job: int) -> Notice:
+        found = self.notices("job_opened", job)
+        if not found:
+            raise NodeError(f"no job {job}: no job_opened notice names it (see `tributary trainer jobs`)")
+        return found[0]
+
+    def round_model(self, notice: Notice) -> bytes:
+        """The round's new global model from its ModelChunk reports, verified by keccak against
+        the notice's model_hash (the notice is an output; its hash is provable on chain)."""
+        want = bytes.fromhex(notice.data["model_hash"][2:])
+        chunks: dict[int, bytes] = {}
+        count = None
+        for rep in self.input_reports(notice.input_index):
+            if rep[:4] != p.MODEL_CHUNK:
+                continue
+            ch = p.ModelChunk.decode(rep)
+            if ch.job_id != notice.data["job"] or ch.round != notice.data["round"]:
+                continue
+            if ch.model_hash != want:
+                raise ModelVerificationError(f"chunk {ch.index} names model hash "
+                                             f"0x{ch.model_hash.hex()}, the notice 0x{want.hex()}")
+            count = ch.count
+            chunks[ch.index] = ch.data
+        if count is None or sorted(chunks) != list(range(count)):
+            raise ModelVerificationError(f"model chunks of job {notice.data['job']} round "
+                                         f"{notice.data['round']} are incomplete")
+        data = b"".join(chunks[i] for i in range(count))
+        if keccak(data) != want:
+            raise ModelVerificationError(
+                f"reassembled model hashes to 0x{keccak(data).hex()}, the notice says 0x{want.hex()}")
+        return data
+
+    def vouchers(self, beneficiary: str | None = None) -> list[VoucherOut]:
+        out = []
+        for o in self.outputs(output_type="voucher"):
+            d = o["decoded_data"]
+            v = VoucherOut(_int(o["index"]), _int(o["input_index"]), _int(o["epoch_index"]),
+                           d["destination"], _int(d["value"]), bytes.fromhex(d["payload"][2:]),
+                           bool(o.get("output_hashes_siblings")), o.get("execution_transaction_hash"),
+                           raw=o)
+            if beneficiary is None or v.beneficiary() == beneficiary.lower():
+                out.append(v)
+        return out
+
+    def health(self) -> dict[str, Any]:
+        try:
+            return self._session.get(self.url + "/health", timeout=5).json()
+        except requests.RequestException:
+            raise NodeUnavailable(f"no node answers at {self.url}") from None

@@ -1,0 +1,265 @@
+"""What a trainer does: find a job, join, and each round fetch, train, store, commit, reveal.
+
+Commit-reveal: the commitment binds (sender, job, round, model id, data-card id, salt), so the
+update stays hidden until every trainer has committed; the salt and ids are kept in local state
+(`<home>/trainer/<address>/job-<id>.json`) between the two steps, so `run` survives a restart.
+
+`follow()` is the `tributary trainer run` loop: it looks at the job and the block time and does
+whatever the round allows next (join, train + commit, reveal, wait), until the job ends or the
+requested number of rounds is done. The demo calls the same steps, for honest trainers and for
+its attackers (label flipping, scaled sign flipping) and its free rider (who copies).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from dapp.hashing import keccak
+from dapp.market import protocol as p
+from dapp.ml.arch import ArchSpec
+from dapp.ml.model_format import Model, decode_model, encode_model
+
+from client.config import Context, read_json, state_file, write_json
+from client.data import data_card
+from client.node_api import InputRefusedByApp
+from client.training import DPConfig, dp_card_fields, scaled_sign_flip, train_local
+
+
+class TrainerError(Exception):
+    """A trainer step cannot be done; the message says why and what to do."""
+
+
+@dataclass
+class Behaviour:
+    """How this participant plays. Honest by default; the demo sets the others."""
+
+    role: str = "honest"          # honest | label_flip | sign_flip | free_rider
+    sign_flip_scale: float = 4.0
+    dp: DPConfig | None = None
+    seed: int = 0
+
+
+@dataclass
+class Prepared:
+    job: int
+    round: int
+    model_cid: str
+    data_cid: str
+    salt: bytes
+    timings: dict[str, float] = field(default_factory=dict)
+    model_hash: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"model_cid": self.model_cid, "data_cid": self.data_cid,
+                "salt": "0x" + self.salt.hex(), "model_hash": self.model_hash}
+
+
+def _state_path(ctx: Context, job: int) -> Path:
+    return state_file(ctx.cfg.home, "trainer", ctx.signer.address.lower(), f"job-{job}.json")
+
+
+def load_state(ctx: Context, job: int) -> dict[str, Any]:
+    return read_json(_state_path(ctx, job), {"job": job, "rounds": {}})
+
+
+def save_round(ctx: Context, job: int, round_: int, **fields: Any) -> None:
+    st = load_state(ctx, job)
+    st["rounds"].setdefault(str(round_), {}).update(fields)
+    write_json(_state_path(ctx, job), st)
+
+
+def list_jobs(ctx: Context) -> list[dict[str, Any]]:
+    return list(ctx.node.inspect("jobs"))
+
+
+def job_info(ctx: Context, job: int) -> dict[str, Any]:
+    try:
+        return dict(ctx.node.inspect(f"job/{job}"))
+    except Exception as exc:
+        if "no job" in str(exc):
+            raise TrainerError(f"there is no job {job}: list open jobs with `tributary trainer jobs`") from None
+        raise
+
+
+def job_spec(ctx: Context, info: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return dict(json.loads(ctx.store.get(info["spec_cid"], max_size=64 * 1024)))
+
+
+def join(ctx: Context, job: int) -> dict[str, Any]:
+    info = job_info(ctx, job)
+    if ctx.signer.address.lower() in info["trainers"]:
+        return {"job": job, "joined": True, "already": True}
+    sent = ctx.chain.add_input(ctx.signer, p.Join(job).encode())
+    return {"job": job, "joined": True, "reports": ctx.node.result(sent.index), "input": sent.index}
+
+
+def fetch_global(ctx: Context, job: int, info: dict[str, Any], arch: ArchSpec,
+                 max_bytes: int = 64 << 20) -> Model:
+    """The current global model: round 0's from the store (named by the job_opened notice),
+    later ones from the previous round notice's ModelChunk reports; both verified by keccak
+    against the hash the backend published."""
+    want = info["global_model_hash"]
+    r = int(info["rounds"][-1]["round"])
+    if r == 0:
+        data = ctx.store.get(info["global_model_cid"], max_size=max_bytes)
+    else:
+        notice = [n for n in ctx.node.round_notices(job) if n.data["round"] == r - 1]
+        if not notice:
+            raise TrainerError(f"no round_closed notice for round {r - 1} of job {job}")
+        data = ctx.node.round_model(notice[-1])
+    if "0x" + keccak(data).hex() != want:
+        raise TrainerError(f"global model of job {job} round {r} does not hash to {want}")
+    return decode_model(data, arch, max_bytes=max_bytes)
+
+
+def prepare(ctx: Context, job: int, x: np.ndarray, y: np.ndarray, behaviour: Behaviour,
+            info: dict[str, Any] | None = None, spec: dict[str, Any] | None = None) -> Prepared:
+    """Fetch the global model, train locally (or attack, or copy), quantize, store the model and
+    the data card. Nothing is sent yet."""
+    t0 = time.perf_counter()
+    info = info or job_info(ctx, job)
+    spec = spec or job_spec(ctx, info)
+    arch = ArchSpec.from_dict(spec["arch"])
+    r = int(info["rounds"][-1]["round"])
+    start = fetch_global(ctx, job, info, arch)
+    t1 = time.perf_counter()
+    hp = info.get("hparams") or spec["hparams"]
+    dp_fields = None
+    if behaviour.role == "free_rider":
+        model_bytes = _copy_someone(ctx, job, r, info, arch, start)
+        card, salt_card = data_card(np.zeros((1, *arch.input_shape), np.float32),
+                                    np.zeros(1, np.int64), arch, claimed_samples=200)
+    else:
+        label_map = (np.arange(arch.num_classes)[::-1].copy()
+                     if behaviour.role == "label_flip" else None)
+        model, stats = train_local(arch, start, x, y, hp, dp=behaviour.dp,
+                                   seed=behaviour.seed * 1000 + r, label_map=label_map)
+        if behaviour.role == "sign_flip":
+            model = scaled_sign_flip(start, model, arch, behaviour.sign_flip_scale)
+        model_bytes = encode_model(model, arch)
+        if behaviour.dp is not None:
+            dp_fields = dp_card_fields(behaviour.dp, int(hp["local_epochs"]))
+        card, salt_card = data_card(x, y, arch, dp=dp_fields)
+    t2 = time.perf_counter()
+    model_cid = ctx.store.put(model_bytes)
+    data_cid = ctx.store.put(card)
+    t3 = time.perf_counter()
+    prep = Prepared(job, r, model_cid, data_cid, secrets.token_bytes(32),
+                    {"fetch": t1 - t0, "train": t2 - t1, "store": t3 - t2},
+                    "0x" + keccak(model_bytes).hex())
+    save_round(ctx, job, r, **prep.to_json(), data_salt="0x" + salt_card.hex())
+    return prep
+
+
+def _copy_someone(ctx: Context, job: int, r: int, info: dict[str, Any], arch: ArchSpec,
+                  start: Model) -> bytes:
+    """The free rider: in round 0 the global model itself; later, an update another trainer
+    revealed in the previous round (public by then)."""
+    if r > 0:
+        notice = [n for n in ctx.node.round_notices(job) if n.data["round"] == r - 1]
+        for t in (notice[-1].data["trainers"] if notice else []):
+            if t.get("model_cid") and t["address"] != ctx.signer.address.lower():
+                return bytes(ctx.store.get(t["model_cid"], max_size=64 << 20))
+    return encode_model(start, arch)
+
+
+def commit(ctx: Context, prep: Prepared) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    c = p.commitment(ctx.signer.address.lower(), prep.job, prep.round, prep.model_cid,
+                     prep.data_cid, prep.salt)
+    sent = ctx.chain.add_input(ctx.signer, p.Commit(prep.job, prep.round, c).encode())
+    reports = ctx.node.result(sent.index)
+    save_round(ctx, prep.job, prep.round, committed=sent.index)
+    prep.timings["commit"] = time.perf_counter() - t0
+    return {"job": prep.job, "round": prep.round, "commitment": "0x" + c.hex(),
+            "input": sent.index, "reports": reports}
+
+
+def reveal(ctx: Context, prep: Prepared) -> dict[str, Any]:
+    """Send the reveal; a refusal (e.g. a copied model) is returned, not raised, with its reason."""
+    t0 = time.perf_counter()
+    sent = ctx.chain.add_input(ctx.signer, p.Reveal(prep.job, prep.round, prep.model_cid,
+                                                    prep.data_cid, prep.salt).encode())
+    out: dict[str, Any] = {"job": prep.job, "round": prep.round, "input": sent.index,
+                           "model_cid": prep.model_cid, "data_cid": prep.data_cid}
+    try:
+        out["reports"] = ctx.node.result(sent.index)
+        out["accepted"] = True
+    except InputRefusedByApp as exc:
+        out["accepted"], out["reason"] = False, exc.reason
+    save_round(ctx, prep.job, prep.round, revealed=sent.index, reveal_accepted=out["accepted"])
+    prep.timings["reveal"] = time.perf_counter() - t0
+    return out
+
+
+def prepared_from_state(ctx: Context, job: int, r: int) -> Prepared | None:
+    st = load_state(ctx, job)["rounds"].get(str(r))
+    if not st or "model_cid" not in st:
+        return None
+    return Prepared(job, r, st["model_cid"], st["data_cid"], bytes.fromhex(st["salt"][2:]),
+                    model_hash=st.get("model_hash", ""))
+
+
+def follow(ctx: Context, job: int, x: np.ndarray, y: np.ndarray, behaviour: Behaviour, *,
+           max_rounds: int | None = None, poll: float = 1.0, timeout: float | None = None,
+           on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None) -> int:
+    """Play job `job` until it ends (or `max_rounds` rounds were revealed); returns the number
+    of rounds this trainer revealed in. Windows are judged by the chain's block time."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done, last_revealed = 0, -1
+    info = job_info(ctx, job)
+    if info["status"] != "open":
+        raise TrainerError(f"job {job} is {info['status']}: nothing to do")
+    spec = job_spec(ctx, info)
+    w = spec["windows"]
+    if ctx.signer.address.lower() not in info["trainers"]:
+        on_event("join", join(ctx, job))
+    while True:
+        info = job_info(ctx, job)
+        if info["status"] != "open":
+            on_event("finished", {"job": job, "status": info["status"]})
+            return done
+        rnd = info["rounds"][-1]
+        r, start = int(rnd["round"]), int(rnd["start"])
+        now = ctx.chain.block_timestamp()
+        st = load_state(ctx, job)["rounds"].get(str(r), {})
+        commit_end, reveal_end = start + w["commit"], start + w["commit"] + w["reveal"]
+        if "committed" not in st and start <= now < commit_end:
+            prep = prepare(ctx, job, x, y, behaviour, info, spec)
+            on_event("trained", {"round": r, **prep.timings})
+            on_event("committed", commit(ctx, prep))
+            continue
+        if "committed" in st and "revealed" not in st and commit_end <= now < reveal_end:
+            prep = prepared_from_state(ctx, job, r)
+            assert prep is not None
+            on_event("revealed", reveal(ctx, prep))
+            done += 1
+            last_revealed = r
+            continue
+        if max_rounds is not None and done >= max_rounds and _closed(ctx, job, last_revealed):
+            return done
+        if deadline is not None and time.monotonic() > deadline:
+            raise TrainerError(f"timed out following job {job} (round {r}, block time {now})")
+        time.sleep(poll)
+
+
+def _closed(ctx: Context, job: int, r: int) -> bool:
+    return r < 0 or any(n.data["round"] == r for n in ctx.node.round_notices(job))
+
+
+def close_round(ctx: Context, job: int, round_: int | None = None) -> dict[str, Any]:
+    info = job_info(ctx, job)
+    r = int(info["rounds"][-1]["round"]) if round_ is None else round_
+    sent = ctx.chain.add_input(ctx.signer, p.CloseRound(job, r).encode())
+    ctx.node.result(sent.index)
+    notice = [n for n in ctx.node.round_notices(job) if n.input_index == sent.index]
+    return {"job": job, "round": r, "input": sent.index,
+            "notice": notice[0].data if notice else None}
