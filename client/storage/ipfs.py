@@ -9,6 +9,7 @@ read is verified.
 from __future__ import annotations
 
 import io
+import warnings
 from typing import Any
 
 import ipfshttpclient  # type: ignore[import-untyped]
@@ -19,6 +20,10 @@ from dapp.content.errors import ContentMismatch
 
 from client.storage.base import ContentStore
 from client.storage.errors import StorageError, StoreUnavailable
+
+# ipfshttpclient 0.7.0 passes urllib3 an argument it deprecated; the warning is noise to users.
+warnings.filterwarnings("ignore", message="The 'strict' parameter is no longer needed",
+                        category=FutureWarning)
 
 DEFAULT_API = "/ip4/127.0.0.1/tcp/5001/http"
 
