@@ -24,8 +24,9 @@ Library use (tests, client demo)::
     net.stop()                                                        # or `with start_devnet(...) as net:`
 
 What the node gets: ``run_node(deployment_path, backend, <state-dir>/node, rpc_url=<anvil url>,
-claimer_key=<account 0 key>, http_port=..., api_port=...)`` (keyword arguments the node's
-``run_node``/``Node`` do not declare are left out).
+claimer_key=<account 0 key>, http_port=<--http-port or rollup.node.DEFAULT_HTTP_PORT>,
+api_port=<--api-port or rollup.node.DEFAULT_API_PORT>, block=False)``, then ``node.run_forever()``
+(keyword arguments that ``run_node`` does not declare are left out).
 """
 
 from __future__ import annotations
@@ -136,17 +137,19 @@ def start_devnet(
 
 def _call_run_node(net: Devnet, backend: str, http_port: int | None, api_port: int | None) -> None:
     try:
-        from rollup.node import run_node  # the node engineer's module
+        import rollup.node as node_mod  # the node engineer's module
     except ImportError as exc:
-        log.warning("rollup.node.run_node is not available (%s); keeping only the chain up", exc)
+        log.warning("rollup.node is not available (%s); keeping only the chain up", exc)
         _wait_forever()
         return
+    run_node = node_mod.run_node
     wanted: dict[str, Any] = {
         "rpc_url": net.anvil.url,
         "claimer_key": DEV_ACCOUNTS[0].private_key,
-        "http_port": http_port,
-        "api_port": api_port,
-        "block": True,
+        # the node's standard ports unless given (its library default is "any free port")
+        "http_port": http_port if http_port is not None else getattr(node_mod, "DEFAULT_HTTP_PORT", None),
+        "api_port": api_port if api_port is not None else getattr(node_mod, "DEFAULT_API_PORT", None),
+        "block": False,
     }
     wanted = {k: v for k, v in wanted.items() if v is not None}
     params = inspect.signature(run_node).parameters
@@ -154,7 +157,13 @@ def _call_run_node(net: Devnet, backend: str, http_port: int | None, api_port: i
     if not takes_any:
         wanted = {k: v for k, v in wanted.items() if k in params}
     net.node_dir.mkdir(parents=True, exist_ok=True)
-    run_node(net.deployment_path, backend, net.node_dir, **wanted)
+    node = run_node(net.deployment_path, backend, net.node_dir, **wanted)
+    if not wanted.get("block", True) and hasattr(node, "run_forever"):
+        for attr, label in (("rollup_url", "rollup API"), ("api_url", "node API")):
+            if hasattr(node, attr):
+                click.echo(f"{label:<13}{getattr(node, attr)}")
+        click.echo(f"node state   {net.node_dir.resolve()}  (Ctrl-C stops node and chain)")
+        node.run_forever()  # returns on SIGINT/SIGTERM, after stopping the node
 
 
 def _wait_forever() -> None:
