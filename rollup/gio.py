@@ -68,15 +68,14 @@ def resolver_from_args(
 ) -> ContentResolver:
     """Build the node's resolver from its CLI options; storage modules are imported lazily.
 
-    The storage engineers provide `rollup.content_store.open_resolver(content_store=...,
-    ipfs_api=...)`; until that module exists only the null resolver is available.
+    The stores live in `client.storage`; `rollup.content.open_resolver` wires one in.
     """
     if not content_store and not ipfs_api:
         return NullResolver()
     try:
-        from rollup import content_store as cs  # type: ignore[attr-defined]
+        from rollup import content as cs
     except ImportError as exc:
         raise ResolverConfigError(
-            "a content store was requested but rollup.content_store is not available"
+            f"a content store was requested but rollup.content cannot be imported: {exc}"
         ) from exc
     return cs.open_resolver(content_store=content_store, ipfs_api=ipfs_api)

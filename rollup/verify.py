@@ -91,8 +91,13 @@ def app_setup(w3: Any, app: str) -> dict[str, Any]:
 
 
 def verify(rpc_url: str, app: str, backend: str | Sequence[str], from_block: int | None = None,
-           state_dir: str | Path | None = None, timeout: float = 600.0) -> VerifyReport:
-    """Replay and compare; returns the per-epoch verdicts (raises VerifyError if it cannot)."""
+           state_dir: str | Path | None = None, timeout: float = 600.0,
+           resolver: Any = None) -> VerifyReport:
+    """Replay and compare; returns the per-epoch verdicts (raises VerifyError if it cannot).
+
+    `resolver` answers the backend's GIO requests during the replay: a backend that reads
+    content by id (the market) needs the same content the node had, from any store that holds
+    it (the backend checks every hash itself, so the store need not be trusted)."""
     w3 = connect(rpc_url)
     app = to_checksum_address(app)
     setup = app_setup(w3, app)
@@ -108,7 +113,8 @@ def verify(rpc_url: str, app: str, backend: str | Sequence[str], from_block: int
     if state_dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="tributary-verify-")
         state_dir = tmp.name
-    node = Node(deployment, backend, state_dir, claim=False, api_port=None, head_block=head, poll_interval=0.2)
+    node = Node(deployment, backend, state_dir, claim=False, api_port=None, head_block=head,
+                poll_interval=0.2, resolver=resolver)
     try:
         node.start()
         node.wait_caught_up(timeout)
@@ -151,10 +157,17 @@ def verify(rpc_url: str, app: str, backend: str | Sequence[str], from_block: int
 @click.option("--backend", required=True, help="backend command (shell string) to replay the inputs with")
 @click.option("--from-block", default=None, type=int, help="first block to read (default: the app's deployment block)")
 @click.option("--timeout", default=600.0, show_default=True, type=float, help="seconds allowed for the replay")
-def verify_command(rpc_url: str, app: str, backend: str, from_block: int | None, timeout: float) -> None:
+@click.option("--content-store", default=None, type=click.Path(file_okay=False),
+              help="embedded content store that serves the backend's GIO reads during the replay")
+@click.option("--ipfs-api", default=None, help="or an IPFS HTTP RPC multiaddr serving them")
+def verify_command(rpc_url: str, app: str, backend: str, from_block: int | None, timeout: float,
+                   content_store: str | None, ipfs_api: str | None) -> None:
     """Replay every input of APP through BACKEND and check each claimed outputs root."""
+    from rollup.gio import resolver_from_args
+
     try:
-        report = verify(rpc_url, app, backend, from_block, timeout=timeout)
+        resolver = resolver_from_args(content_store=content_store, ipfs_api=ipfs_api)
+        report = verify(rpc_url, app, backend, from_block, timeout=timeout, resolver=resolver)
     except Exception as exc:
         raise click.ClickException(f"verify failed: {exc}") from exc
     click.echo(f"app {report.app}, authority {report.authority}, epoch length {report.epoch_length}, "
