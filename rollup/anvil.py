@@ -30,6 +30,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,16 +175,29 @@ class Anvil:
     def start(self) -> "Anvil":
         if self.proc is not None:
             return self
-        if self.port is None:
-            self.port = free_port()
-        elif not port_is_free(self.port):
-            raise AnvilError(f"port {self.port} on 127.0.0.1 is already in use")
+        auto_port = self.port is None
+        attempts = 3 if auto_port else 1
+        for attempt in range(attempts):
+            if auto_port:
+                self.port = free_port()
+            elif not port_is_free(self.port):  # type: ignore[arg-type]
+                raise AnvilError(f"port {self.port} on 127.0.0.1 is already in use")
+            try:
+                self._spawn()
+                return self
+            except AnvilError as exc:
+                # Another process may grab a "free" port between our probe and anvil's bind.
+                if attempt + 1 < attempts and "in use" in str(exc).lower():
+                    log.debug("port %s was taken meanwhile; retrying", self.port)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _spawn(self) -> None:
         cmd = self.command()
         log.debug("starting anvil: %s", " ".join(cmd))
         # stderr goes to a small temp file so a failed start (e.g. a corrupt state file) can be
         # reported with anvil's own message, without a pipe that could fill up and block anvil.
-        import tempfile
-
         fd, name = tempfile.mkstemp(prefix="anvil-", suffix=".log")
         self._stderr_path = Path(name)
         with os.fdopen(fd, "wb") as errf:
@@ -197,7 +211,6 @@ class Anvil:
         except BaseException:
             self.stop()
             raise
-        return self
 
     def _stderr_text(self) -> str:
         if self._stderr_path and self._stderr_path.exists():

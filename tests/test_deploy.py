@@ -237,4 +237,14 @@ def test_devnet_cli_stops_cleanly_on_sigint(tmp_path: Path) -> None:
 def test_anvil_port_in_use_is_an_error(anvil_chain: Anvil) -> None:
     with pytest.raises(AnvilError):
         Anvil(anvil_chain.port).start()
-    _ = os  # (os is used by readers extending this module for env overrides)
+
+
+def test_anvil_block_time_and_clean_stop() -> None:
+    with Anvil(block_time=0.2) as chain:
+        pid = chain.proc.pid if chain.proc else -1
+        w = connect(chain.url)
+        first = w.eth.block_number
+        time.sleep(0.7)
+        assert w.eth.block_number > first  # blocks come without transactions
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the process is gone, not orphaned
