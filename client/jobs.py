@@ -38,7 +38,7 @@ DIGITS_CNN: dict[str, Any] = {
 
 DEMO_AGGREGATION: dict[str, Any] = {
     "rule": "norm_clip", "mode": "reject", "max_norm_ratio": [3, 1],
-    "then": {"rule": "multi_krum", "f": 2, "m": 7, "then": "fedavg"}}
+    "then": {"rule": "multi_krum", "f": 1, "m": 8, "then": "fedavg"}}
 DEMO_CONTRIBUTION: dict[str, Any] = {"method": "shapley", "exact_max_players": 8,
                                      "permutations": 48}
 DEMO_HPARAMS: dict[str, Any] = {"learning_rate": [1, 5], "local_epochs": 3, "batch_size": 16}

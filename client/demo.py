@@ -1,0 +1,347 @@
+"""`make demo` / `python -m client demo`: the whole market on one machine, end to end.
+
+What runs: a devnet (`python -m rollup devnet --no-node`: anvil + the Cartesi v2.2.0 contracts +
+our Application) and the host-mode node with the market backend (`python -m dapp`) whose GIO
+resolver is the embedded content store, each a subprocess in its own process group. In this
+process: an owner posts a digits CNN job with 5 rounds and 1 ETH; 8 honest trainers with
+different data sizes, label skew and label noise, 2 attackers (label flipping; scaled sign
+flipping) and 1 free rider (copies the global model, then others' earlier updates) play every
+round through the same library calls the CLI uses; block time moves with anvil's
+evm_increaseTime. Then every account withdraws, the node claims the epoch, every voucher is
+executed with its proof, and each account's on-chain balance change is compared with what the
+notices promised. Exit status 0 only if every wei matches.
+
+Clean-up: the state folder is wiped at start (a second run starts clean) and both subprocess
+groups are stopped on exit, on error and on Ctrl-C.
+
+The demo's accounts are derived from public seeds (keccak of "tributary-demo/<name>") and funded
+with anvil_setBalance: TEST KEYS ONLY.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import requests
+from rich.console import Console
+from rich.table import Table
+
+from client.config import Context, resolve, write_node_file
+from client.data import DEMO_PROFILES, Profile, demo_split
+from client.keys import Signer, from_private_key
+from dapp.hashing import keccak
+
+console = Console(highlight=False, width=max(shutil.get_terminal_size((150, 40)).columns, 150))
+ETHER = 10**18
+REWARD = 1 * ETHER
+EPOCH_LENGTH = 10
+
+
+class DemoError(Exception):
+    """The demo could not run (a process did not start, a step failed)."""
+
+
+@dataclass
+class Actor:
+    name: str
+    role: str
+    signer: Signer
+    profile: Profile | None
+
+
+def demo_signer(name: str) -> Signer:
+    return from_private_key("0x" + keccak(f"tributary-demo/{name}".encode()).hex())
+
+
+def _free_port() -> int:
+    from rollup.anvil import free_port
+
+    return free_port()
+
+
+class Processes:
+    """Subprocesses in their own process groups; `stop()` ends them all, whatever happened."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        log = open(self.logs / f"{name}.log", "wb")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env=dict(os.environ, **(env or {})))
+        log.close()
+        self.procs.append((name, proc))
+        return proc
+
+    def check(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-1500:]
+                raise DemoError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def stop(self) -> None:
+        for name, proc in reversed(self.procs):
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    continue
+                try:
+                    proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait(timeout=5)
+        self.procs.clear()
+
+
+def _wait(cond: Any, timeout: float, what: str, procs: Processes) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        procs.check()
+        try:
+            value = cond()
+            if value:
+                return value
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            raise DemoError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(0.2)
+
+
+def start_network(state: Path, procs: Processes, store_arg: list[str]) -> tuple[Path, str]:
+    """Devnet (chain + contracts) and node as subprocesses; returns (deployment path, node url)."""
+    py = sys.executable
+    devnet_dir = state / "devnet"
+    rpc_port = _free_port()
+    procs.start("devnet", [py, "-m", "rollup", "devnet", "--port", str(rpc_port), "--no-node",
+                           "--state-dir", str(devnet_dir), "--epoch-length", str(EPOCH_LENGTH)])
+    dep_path = devnet_dir / "deployment.json"
+    _wait(lambda: dep_path.exists() and json.loads(dep_path.read_text()).get("application"),
+          90, "the devnet's deployment", procs)
+    api_port = _free_port()
+    procs.start("node", [py, "-m", "client.demo", "node", "--deployment", str(dep_path),
+                         "--state-dir", str(state / "node"), "--api-port", str(api_port),
+                         *store_arg])
+    node_url = f"http://127.0.0.1:{api_port}"
+    _wait(lambda: requests.get(node_url + "/health", timeout=2).json().get("status") == "ok",
+          90, "the node", procs)
+    write_node_file(dep_path, node_url)
+    return dep_path, node_url
+
+
+def _table(notice: dict[str, Any], names: dict[str, Actor], refusals: dict[str, str]) -> Table:
+    acc = notice.get("accuracy")
+    acc_s = f"{acc['correct']}/{acc['total']} = {acc['correct'] / acc['total']:.1%}" if acc else "n/a"
+    t = Table(title=f"round {notice['round']}: accuracy on the validation shard {acc_s}; paid "
+                    f"{int(notice['paid']) / ETHER:.6f} ETH, carried {int(notice['carried']) / ETHER:.6f} ETH")
+    for col, just in (("trainer", "left"), ("role", "left"), ("verdict", "left"),
+                      ("contribution", "right"), ("reward (ETH)", "right"), ("why", "left")):
+        t.add_column(col, justify=just)  # type: ignore[arg-type]
+    for tr in notice["trainers"]:
+        actor = names.get(tr["address"])
+        contrib = tr.get("contribution")
+        c = "-"
+        if contrib:
+            n, _, d = contrib.partition("/")
+            c = f"{int(n) / int(d or 1):+.2f}"
+        why = tr.get("reason") or refusals.get(tr["address"], "")
+        style = {"accepted": "green", "rejected": "red"}.get(tr["verdict"], "yellow")
+        t.add_row(actor.name if actor else tr["address"][:10], actor.role if actor else "?",
+                  f"[{style}]{tr['verdict']}[/]", c, f"{int(tr.get('reward', 0)) / ETHER:.6f}",
+                  why[:58])
+    return t
+
+
+def run_demo(state: Path, rounds: int = 5, store: str | None = None,
+             profiles: tuple[Profile, ...] = DEMO_PROFILES) -> int:
+    """Run the demo; returns the exit status (0: every balance matched its notices)."""
+    import torch
+
+    from client import owner as o
+    from client import trainer as tr
+    from client.jobs import DIGITS_CNN, build_spec, deterministic_initial_model
+    from dapp.ml.arch import ArchSpec
+    from rollup.anvil import DEV_ACCOUNTS
+    from rollup.vouchers import ProvableOutput, execute_output
+
+    torch.set_num_threads(1)
+    t_start = time.monotonic()
+    if state.exists():
+        shutil.rmtree(state)
+    (state / "logs").mkdir(parents=True)
+    procs = Processes(state / "logs")
+    content = state / "content"
+    store_spec = store or str(content)
+    store_arg = (["--ipfs-api", store_spec[len("ipfs:"):]] if store_spec.startswith("ipfs:")
+                 else ["--content-store", str(content)])
+    old_int = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        with console.status("starting the devnet and the node..."):
+            dep_path, node_url = start_network(state, procs, store_arg)
+        cfg = resolve(deployment=str(dep_path), store=store_spec, home=str(state / "client"),
+                      node=node_url)
+        base = Context(cfg)
+        console.print(f"devnet {cfg.rpc_url}, Application {cfg.app}, node {node_url} "
+                      f"[dim](logs in {state / 'logs'})[/]")
+
+        owner_actor = Actor("owner", "owner", demo_signer("owner"), None)
+        actors = [Actor(p.name, p.role, demo_signer(p.name), p) for p in profiles]
+        executor = from_private_key(DEV_ACCOUNTS[1].private_key)
+        for a in [owner_actor, *actors]:
+            base.chain.set_balance(a.signer.address, 10 * ETHER)
+        names = {a.signer.address.lower(): a for a in [owner_actor, *actors]}
+
+        # ---- the owner posts the job --------------------------------------------------------
+        split = demo_split(rounds)
+        arch = ArchSpec.from_dict(DIGITS_CNN)
+        octx = base.with_signer(owner_actor.signer)
+        spec = build_spec(name="digits-cnn-demo", arch=DIGITS_CNN, initial_model_cid="",
+                          shards=[])
+        with console.status("owner: storing the model, shards and spec; depositing 1 ETH..."):
+            job = o.create_job(octx, spec, deterministic_initial_model(arch), split.shards, REWARD)
+        console.print(f"[bold]job {job.job}[/] opened by the owner: {rounds} rounds, budget 1 ETH, "
+                      f"spec {job.spec_cid}")
+        ctxs = {a.name: base.with_signer(a.signer) for a in actors}
+        for a in actors:
+            tr.join(ctxs[a.name], job.job)
+        console.print(f"{len(actors)} participants joined: " + ", ".join(
+            f"{a.name} ({a.role}, {len(split.parts[a.name][1])} samples)" for a in actors))
+
+        promised: dict[str, int] = {}
+        spec_json = tr.job_spec(octx, tr.job_info(octx, job.job))
+        w = spec_json["windows"]
+        round_times: list[float] = []
+        for r in range(rounds):
+            t0 = time.monotonic()
+            info = tr.job_info(octx, job.job)
+            preps = {}
+            with console.status(f"round {r}: training and committing..."):
+                for i, a in enumerate(actors):
+                    x, y = split.parts[a.name]
+                    beh = tr.Behaviour(role=a.role, seed=i + 1)
+                    preps[a.name] = tr.prepare(ctxs[a.name], job.job, x, y, beh, info, spec_json)
+                    tr.commit(ctxs[a.name], preps[a.name])
+            base.chain.advance_time(w["commit"])
+            refusals: dict[str, str] = {}
+            with console.status(f"round {r}: revealing..."):
+                for a in actors:
+                    res = tr.reveal(ctxs[a.name], preps[a.name])
+                    if not res["accepted"]:
+                        refusals[a.signer.address.lower()] = "reveal refused: " + res["reason"]
+                o.reveal_validation(octx, job.job, r)
+            base.chain.advance_time(w["reveal"])
+            with console.status(f"round {r}: closing (aggregation, Shapley values, rewards)..."):
+                closed = tr.close_round(octx, job.job, r)
+            notice = closed["notice"]
+            round_times.append(time.monotonic() - t0)
+            console.print(_table(notice, names, refusals))
+            for t in notice["trainers"]:
+                promised[t["address"]] = promised.get(t["address"], 0) + int(t.get("reward", 0))
+            if "job_finished" in notice:
+                fin = notice["job_finished"]
+                promised[fin["owner"]] = promised.get(fin["owner"], 0) + int(fin["refund"])
+
+        # ---- withdrawals, claim, vouchers, balances -------------------------------------------
+        promised = {k: v for k, v in promised.items() if v}
+        with console.status("every account withdraws its balance..."):
+            for addr in promised:
+                o.withdraw_all(base.with_signer(names[addr].signer))
+        notes = base.node.notices("withdrawal")
+        noticed = {}
+        for n in notes:
+            noticed[n.data["account"]] = noticed.get(n.data["account"], 0) + int(n.data["amount"])
+        before = {addr: base.chain.balance(addr) for addr in promised}
+        with console.status("waiting for the node to claim the epoch..."):
+            base.chain.mine(EPOCH_LENGTH + 1)
+            vs = _wait(lambda: (lambda v: v if v and all(x.proof_ready for x in v) else None)(
+                base.node.vouchers()), 120, "voucher proofs (the epoch's claim)", procs)
+        with console.status(f"executing {len(vs)} vouchers (executor pays the gas)..."):
+            for v in vs:
+                execute_output(base.chain.w3, base.chain.app, ProvableOutput.from_rpc(v.raw),
+                               executor.private_key)
+        after = {addr: base.chain.balance(addr) for addr in promised}
+
+        t = Table(title="money: what the notices promised vs what arrived on chain")
+        for col in ("account", "role", "promised by notices (wei)", "withdrawal notice (wei)",
+                    "on-chain change (wei)", "match"):
+            t.add_column(col, justify="left" if col in ("account", "role") else "right")
+        ok = True
+        for addr, want in sorted(promised.items(), key=lambda kv: -kv[1]):
+            got = after[addr] - before[addr]
+            match = want == got == noticed.get(addr, 0)
+            ok &= match
+            a = names[addr]
+            t.add_row(a.name, a.role, str(want), str(noticed.get(addr, 0)), str(got),
+                      "[green]yes[/]" if match else "[red]NO[/]")
+        total = sum(promised.values())
+        t.add_row("total", "", str(total), str(sum(noticed.values())),
+                  str(sum(after[a] - before[a] for a in promised)), "")
+        console.print(t)
+        if total != REWARD:
+            console.print(f"[red]paid out {total} wei, the deposit was {REWARD}[/]")
+            ok = False
+        elapsed = time.monotonic() - t_start
+        console.print(f"rounds took {', '.join(f'{x:.1f}' for x in round_times)} s; whole demo "
+                      f"{elapsed:.0f} s. " + ("[bold green]every wei accounted for[/]" if ok
+                                             else "[bold red]MISMATCH[/]"))
+        (state / "summary.json").write_text(json.dumps(
+            {"ok": ok, "elapsed_s": elapsed, "round_s": round_times, "job": job.job,
+             "promised": {k: str(v) for k, v in promised.items()}}, indent=1))
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: stopping the node and the devnet[/]")
+        return 130
+    except Exception as exc:
+        console.print(f"[bold red]demo failed:[/] {type(exc).__name__}: {exc}")
+        console.print(f"logs: {state / 'logs'}")
+        return 1
+    finally:
+        procs.stop()
+        signal.signal(signal.SIGTERM, old_int)
+
+
+# ---- the node subprocess -----------------------------------------------------------------
+
+@click.group()
+def _cli() -> None:
+    """Internal entry points of the demo."""
+
+
+@_cli.command("node")
+@click.option("--deployment", required=True)
+@click.option("--state-dir", required=True)
+@click.option("--api-port", type=int, required=True)
+@click.option("--content-store", default=None)
+@click.option("--ipfs-api", default=None)
+def _node(deployment: str, state_dir: str, api_port: int, content_store: str | None,
+          ipfs_api: str | None) -> None:
+    """Run the node with the market backend and a content resolver (rollup.content glue)."""
+    from rollup.anvil import DEV_ACCOUNTS
+    from rollup.content import open_resolver
+    from rollup.node import Node
+
+    resolver = open_resolver(content_store=content_store, ipfs_api=ipfs_api)
+    node = Node(deployment, f"{sys.executable} -m dapp", state_dir, http_port=0, api_port=api_port,
+                poll_interval=0.1, resolver=resolver, claimer_key=DEV_ACCOUNTS[0].private_key)
+    node.start()
+    node.run_forever()
+
+
+if __name__ == "__main__":
+    _cli()
