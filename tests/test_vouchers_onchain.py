@@ -18,7 +18,6 @@ from web3 import Web3
 
 from tests.chain_fixtures import (ALICE, BOB, OWNER, anvil_chain, app, core, deposit_erc20, deposit_ether,  # noqa: F401
                             fresh_account, mint, submit_claim, test_token, token_balance, w3)
-from rollup.chain import contract
 from rollup.deploy import Deployment
 from rollup.merkle import OutputsTree
 from rollup.outputs import encode_notice, encode_voucher, erc20_transfer_payload
@@ -234,4 +233,3 @@ def test_application_error_subclasses_are_output_rejected() -> None:
     for cls in (InsufficientFunds, InvalidOutputHashesSiblingsArrayLength, InvalidOutputsMerkleRoot,
                 OutputNotExecutable, OutputNotReexecutable):
         assert issubclass(cls, OutputRejected)
-    _ = contract  # keep the import for readers: contract() is how tests reach any ABI
