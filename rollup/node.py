@@ -59,6 +59,10 @@ class NonDeterministicBackendError(NodeError):
     """Replaying an accepted input gave other outputs than the stored ones."""
 
 
+class BackendStartError(NodeError):
+    """The backend died without ever taking a request (bad command, crash at import)."""
+
+
 class BackendTimeoutError(NodeError):
     """The backend did not finish a request within the node's request timeout."""
 
@@ -404,6 +408,12 @@ class Node:
                 raise BackendTimeoutError(f"the backend did not finish a {req.kind} request in "
                                           f"{self.request_timeout} s")
         reports = list(req.reports)
+        if req.status == DIED and not req.picked:
+            # It never took the request: a broken command or a crash at start-up, not a verdict
+            # on this input. Marking inputs rejected for it would be a lie that gets claimed.
+            raise BackendStartError(
+                f"the backend exited (code {self.supervisor.returncode}) before taking a request;"
+                f" see {self.state_dir / 'backend.log' if self.backend_log is None else 'its log'}")
         if req.status == DIED:
             reports.append(NODE_DIED_REPORT_PREFIX + f" (exit code {self.supervisor.returncode})".encode())
         return RequestResult(req.status or DIED, list(req.outputs), reports, req.exception_payload)

@@ -256,12 +256,10 @@ class NodeApi:
         self._known(p, {"epoch_index", "sender", "limit", "offset"})
         self._app(p)
         limit, offset = self._page(p)
-        recs, total = self.store.list_inputs(self._index(p, "epoch_index"), limit, offset)
         sender = p.get("sender")
-        if sender is not None:
-            if not isinstance(sender, str):
-                raise RpcError(INVALID_PARAMS, "invalid sender")
-            recs = [r for r in recs if r.msg_sender == sender.lower()]
+        if sender is not None and (not isinstance(sender, str) or len(sender) != 42 or not sender.startswith("0x")):
+            raise RpcError(INVALID_PARAMS, f"invalid sender: {sender!r}")
+        recs, total = self.store.list_inputs(self._index(p, "epoch_index"), limit, offset, sender)
         return self._paged([self.input_json(r) for r in recs], total, limit, offset)
 
     def get_input(self, p: dict[str, Any]) -> Any:
@@ -469,7 +467,7 @@ class ApiServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def start(self) -> "ApiServer":
-        self._thread = threading.Thread(target=self.serve_forever, name="node-api", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="node-api", daemon=True)
         self._thread.start()
         return self
 

@@ -48,6 +48,7 @@ class MachineRequest:
     reports: list[bytes] = field(default_factory=list)
     status: str | None = None
     exception_payload: bytes | None = None
+    picked: bool = False  # the backend took it (a /finish answered with it)
     done: threading.Event = field(default_factory=threading.Event)
 
     def to_json(self) -> dict[str, Any]:
@@ -129,6 +130,7 @@ class RollupMachine:
                     return None
                 self._cond.wait(left)
             self._current, self._pending = self._pending, None
+            self._current.picked = True
             return self._current
 
     def add_output(self, output: bytes, what: str) -> int:
@@ -351,7 +353,7 @@ class RollupHttpServer(ThreadingHTTPServer):
         return f"http://{host}:{port}"
 
     def start(self) -> "RollupHttpServer":
-        self._thread = threading.Thread(target=self.serve_forever, name="rollup-http", daemon=True)
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="rollup-http", daemon=True)
         self._thread.start()
         return self
 

@@ -264,9 +264,16 @@ class Store:
     def next_unprocessed(self) -> InputRecord | None:
         return self.get_input(self.processed_count)
 
-    def list_inputs(self, epoch: int | None = None, limit: int = 50, offset: int = 0
-                    ) -> tuple[list[InputRecord], int]:
-        where, args = ("WHERE epoch=?", [epoch]) if epoch is not None else ("", [])
+    def list_inputs(self, epoch: int | None = None, limit: int = 50, offset: int = 0,
+                    sender: str | None = None) -> tuple[list[InputRecord], int]:
+        conds, args = [], []
+        if epoch is not None:
+            conds.append("epoch=?")
+            args.append(epoch)
+        if sender is not None:
+            conds.append("msg_sender=?")
+            args.append(sender.lower())
+        where = ("WHERE " + " AND ".join(conds)) if conds else ""
         total = self.db.execute(f"SELECT COUNT(*) FROM inputs {where}", args).fetchone()[0]
         rows = self.db.execute(
             f"SELECT {_INPUT_COLS} FROM inputs {where} ORDER BY idx LIMIT ? OFFSET ?",

@@ -3,7 +3,7 @@ echo backend: what a user of the node sees on chain and through its JSON-RPC/ins
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -12,7 +12,7 @@ from eth_account import Account
 
 from rollup.deploy import Deployment
 from rollup.gio import BlockStoreResolver
-from rollup.node import NODE_DIED_REPORT_PREFIX, Node, NonDeterministicBackendError
+from rollup.node import NODE_DIED_REPORT_PREFIX, BackendStartError, Node, NonDeterministicBackendError
 from rollup.vouchers import (InvalidOutputsMerkleRoot, OutputNotExecutable, OutputNotReexecutable,
                              OutputRejected, ProvableOutput, execute_output, validate_output)
 from tests.node_fixtures import ECHO, OTHER, USER, Chain, chain, post_json, result, rpc, wait_claims  # noqa: F401
@@ -189,6 +189,10 @@ def test_inspect_health_and_api_errors(chain: Chain, start_node: Callable[..., N
     page = result(rpc(node.api_url, "cartesi_listInputs", {"limit": 1, "offset": 0}))
     assert page["pagination"] == {"total_count": 1, "limit": 1, "offset": 0}
     assert page["data"][0]["decoded_data"]["payload"] == "0x" + b"one".hex()
+    by_sender = result(rpc(node.api_url, "cartesi_listInputs", {"sender": USER.address}))
+    assert by_sender["pagination"]["total_count"] == 1
+    nobody = result(rpc(node.api_url, "cartesi_listInputs", {"sender": "0x" + "00" * 20}))
+    assert nobody["data"] == [] and nobody["pagination"]["total_count"] == 0
 
 
 def test_restart_replays_state_and_catches_a_nondeterministic_backend(
@@ -224,3 +228,13 @@ def test_gio_requests_reach_the_resolver(chain: Chain, start_node: Callable[...,
     got = payloads(outputs(node))
     assert got[1] == b"gio=\x00\x00the block"
     assert got[3] == b"gio=\x00\x01"
+
+
+def test_a_backend_that_cannot_start_stops_the_node_without_judging_inputs(
+        chain: Chain, start_node: Callable[..., Node]) -> None:
+    dep = chain.deploy()
+    chain.add_input(dep, b"x")
+    node = start_node(dep, backend=[sys.executable, "-c", "import sys; sys.exit(2)"])
+    with pytest.raises(BackendStartError):
+        node.wait_processed(1, 30)
+    assert node.processed_count == 0  # the input was not marked rejected
