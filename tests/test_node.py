@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from eth_account import Account
 
+from rollup.claimer import ClaimConflictError
 from rollup.deploy import Deployment
 from rollup.gio import BlockStoreResolver
 from rollup.node import NODE_DIED_REPORT_PREFIX, BackendStartError, Node, NonDeterministicBackendError
@@ -238,3 +239,40 @@ def test_a_backend_that_cannot_start_stops_the_node_without_judging_inputs(
     with pytest.raises(BackendStartError):
         node.wait_processed(1, 30)
     assert node.processed_count == 0  # the input was not marked rejected
+
+
+def test_claims_already_on_chain_are_recorded_and_conflicts_are_loud(
+        chain: Chain, start_node: Callable[..., Node]) -> None:
+    dep = chain.deploy()
+    first = start_node(dep, "first")
+    chain.add_input(dep, b"one")
+    first.wait_processed(1, 30)
+    wait_claims(first, chain, dep)
+    first.stop()
+    # a second node for the same app (fresh state) meets NotFirstClaim and records the claim
+    second = start_node(dep, "second")
+    wait_claims(second, chain, dep)
+    a = {e.index: (e.root, e.claim_tx) for e in first_epochs(first, dep, chain)}
+    b = {e.index: (e.root, e.claim_tx) for e in second.store.list_epochs()[0]}  # type: ignore[union-attr]
+    assert a == b and a
+
+    # an epoch claimed with another root than the node computes stops the node loudly
+    from tests.chain_fixtures import submit_claim
+
+    forged_dep = chain.deploy()
+    chain.add_input(forged_dep, b"two")
+    submit_claim(chain.w3, forged_dep, b"\x01" * 32)
+    chain.mine(1)
+    third = start_node(forged_dep, "third")
+    with pytest.raises(ClaimConflictError):
+        third.wait_caught_up(30)
+
+
+def first_epochs(node: Node, dep: Deployment, chain: Chain) -> list[Any]:
+    from rollup.store import Store
+
+    store = Store(node.state_dir / "node.sqlite")  # type: ignore[operator]
+    try:
+        return store.list_epochs()[0]
+    finally:
+        store.close()
