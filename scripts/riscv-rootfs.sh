@@ -23,6 +23,7 @@ die() { log "error: $*"; exit 1; }
 [ -f "$LIST" ] || die "package list $LIST is missing"
 mkdir -p "$ROOT"
 ROOT="$(cd "$ROOT" && pwd)"
+[ "$ROOT" != "/" ] && [ "$ROOT" != "$HOME" ] && [ "$ROOT" != "$REPO" ] || die "refusing ROOT=$ROOT"
 
 debs=$(awk '$1 == "deb" {print $2}' "$LIST" | paste -sd, -)
 mapfile -t wheels < <(awk '$1 == "wheel" {print $2}' "$LIST")
@@ -50,9 +51,11 @@ if [ "$(cat "$ROOT/.tributary-debs" 2>/dev/null || true)" != "$list_hash" ]; the
     log "debootstrap $SUITE riscv64 (--include=$debs) into $ROOT"
     # A half-built tree from an interrupted run or an older list is not worth repairing.
     find "$ROOT" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
+    bootlog="$(mktemp)"
     "$DEBOOTSTRAP" --foreign --arch=riscv64 --variant=minbase --include="$debs" \
-        "$SUITE" "$ROOT" "$MIRROR" >"$ROOT/../riscv-debootstrap.log" 2>&1 \
-        || { tail -n 30 "$ROOT/../riscv-debootstrap.log" >&2; die "debootstrap failed"; }
+        "$SUITE" "$ROOT" "$MIRROR" >"$bootlog" 2>&1 \
+        || { tail -n 30 "$bootlog" >&2; rm -f "$bootlog"; die "debootstrap failed"; }
+    rm -f "$bootlog"
     # --foreign only downloads (and unpacks the essential base); no riscv64 dpkg can run here to
     # configure, so unpack every downloaded package. Maintainer scripts are not needed by Python.
     n=0

@@ -3,8 +3,8 @@
 The market asks a `ContentSource` for an object by CID and a size cap, and gets verified bytes or
 one of three typed errors; it never knows which source answered. Sources:
 - `GioSource`: blocks one by one over the rollup API's `/gio`, domain 0x10 (our node serves it).
-- `InputsSource` (issue 6, not built yet): objects posted as chunked inputs and kept by the
-  backend, for the official node, which does not serve GIO. It will implement the same `get`.
+- `dapp.content.inbox.ContentInbox` (issue 6): objects posted as chunked inputs and kept by
+  the backend, for the official node, which does not serve GIO; it implements the same `get`.
 """
 from __future__ import annotations
 
