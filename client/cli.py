@@ -527,11 +527,14 @@ def vouchers(st: State, execute: bool, all_: bool, wait: float) -> Any:
 @command
 def verify(st: State, timeout: float) -> Any:
     """Replay every input through a fresh backend and check each claimed outputs root
-    (runs `python -m rollup verify`)."""
+    (runs `python -m rollup verify`, serving content from --store)."""
     cfg = st.ctx.cfg
     cmd = [sys.executable, "-m", "rollup", "verify", "--rpc-url", cfg.require_rpc(),
            "--app", cfg.require_app(), "--backend", f"{sys.executable} -m dapp",
            "--timeout", str(timeout)]
+    spec = cfg.store_spec
+    cmd += (["--ipfs-api", spec[len("ipfs:"):]] if spec.startswith("ipfs:")
+            else ["--content-store", spec])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     out = (proc.stdout + proc.stderr).strip()
     if proc.returncode != 0:

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import requests
 from rich.console import Console
 from rich.table import Table
@@ -134,9 +133,10 @@ def start_network(state: Path, procs: Processes, store_arg: list[str]) -> tuple[
     _wait(lambda: dep_path.exists() and json.loads(dep_path.read_text()).get("application"),
           90, "the devnet's deployment", procs)
     api_port = _free_port()
-    procs.start("node", [py, "-m", "client.demo", "node", "--deployment", str(dep_path),
-                         "--state-dir", str(state / "node"), "--api-port", str(api_port),
-                         *store_arg])
+    procs.start("node", [py, "-m", "rollup", "node", "--deployment", str(dep_path),
+                         "--backend", f"{py} -m dapp", "--state-dir", str(state / "node"),
+                         "--api-port", str(api_port), "--http-port", str(_free_port()),
+                         "--poll-interval", "0.1", *store_arg])
     node_url = f"http://127.0.0.1:{api_port}"
     _wait(lambda: requests.get(node_url + "/health", timeout=2).json().get("status") == "ok",
           90, "the node", procs)
@@ -314,34 +314,3 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
     finally:
         procs.stop()
         signal.signal(signal.SIGTERM, old_int)
-
-
-# ---- the node subprocess -----------------------------------------------------------------
-
-@click.group()
-def _cli() -> None:
-    """Internal entry points of the demo."""
-
-
-@_cli.command("node")
-@click.option("--deployment", required=True)
-@click.option("--state-dir", required=True)
-@click.option("--api-port", type=int, required=True)
-@click.option("--content-store", default=None)
-@click.option("--ipfs-api", default=None)
-def _node(deployment: str, state_dir: str, api_port: int, content_store: str | None,
-          ipfs_api: str | None) -> None:
-    """Run the node with the market backend and a content resolver (rollup.content glue)."""
-    from rollup.anvil import DEV_ACCOUNTS
-    from rollup.content import open_resolver
-    from rollup.node import Node
-
-    resolver = open_resolver(content_store=content_store, ipfs_api=ipfs_api)
-    node = Node(deployment, f"{sys.executable} -m dapp", state_dir, http_port=0, api_port=api_port,
-                poll_interval=0.1, resolver=resolver, claimer_key=DEV_ACCOUNTS[0].private_key)
-    node.start()
-    node.run_forever()
-
-
-if __name__ == "__main__":
-    _cli()
