@@ -43,6 +43,8 @@ class DataError(Exception):
 def load_trainer_data(path: str | Path, arch: ArchSpec) -> tuple[np.ndarray, np.ndarray]:
     """Load and check a trainer's data against the job's arch; returns (x float32, y int64)."""
     path = Path(path)
+    if not path.exists():
+        raise DataError(f"data not found: {path}")
     try:
         if path.is_dir():
             x = np.load(path / "x.npy", allow_pickle=False)

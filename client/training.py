@@ -106,7 +106,7 @@ def train_local(arch: ArchSpec, start: Model, x: np.ndarray, y: np.ndarray,
             if dp is None:
                 loss = loss_fn(net(xb), yb)
                 loss.backward()
-                last = float(loss)
+                last = float(loss.detach())
             else:
                 last = _dp_grads(net, params, xb, yb, dp, gen)
             opt.step()
