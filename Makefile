@@ -23,7 +23,7 @@ tools/ipfs/node_modules/.installed: tools/ipfs/package.json tools/ipfs/package-l
 	cd tools/ipfs && npm ci --no-audit --no-fund
 	touch $@
 
-.cache/riscv64/.installed: scripts/riscv-rootfs.sh docker/backend-packages.txt $(wildcard docker/shims/*/*)
+.cache/riscv64/.installed: .venv/.installed scripts/riscv-rootfs.sh docker/backend-packages.txt $(wildcard docker/shims/*/*)
 	bash scripts/riscv-rootfs.sh .cache/riscv64
 	touch $@
 
