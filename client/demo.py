@@ -90,12 +90,15 @@ class Processes:
                 raise DemoError(f"{name} exited with {proc.returncode}:\n{tail}")
 
     def stop(self) -> None:
+        """SIGTERM each group (the devnet and the node shut down cleanly on it), SIGKILL after
+        10 s; then SIGKILL any descendant that left its group (anvil runs in its own)."""
         for name, proc in reversed(self.procs):
+            kids = _descendants(proc.pid)
             if proc.poll() is None:
                 try:
-                    os.killpg(proc.pid, signal.SIGINT)
+                    os.killpg(proc.pid, signal.SIGTERM)
                 except ProcessLookupError:
-                    continue
+                    pass
                 try:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
@@ -104,7 +107,28 @@ class Processes:
                     except ProcessLookupError:
                         pass
                     proc.wait(timeout=5)
+            for pid in kids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
         self.procs.clear()
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (Linux /proc), children first found, deepest last."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            for task in Path(f"/proc/{p}/task").iterdir():
+                kids = (task / "children").read_text().split()
+                out += [int(k) for k in kids]
+                todo += [int(k) for k in kids]
+        except OSError:
+            continue
+    return out
 
 
 def _wait(cond: Any, timeout: float, what: str, procs: Processes) -> Any:
@@ -189,8 +213,9 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
     store_spec = store or str(content)
     store_arg = (["--ipfs-api", store_spec[len("ipfs:"):]] if store_spec.startswith("ipfs:")
                  else ["--content-store", str(content)])
-    old_int = signal.getsignal(signal.SIGTERM)
+    old_term, old_int = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     try:
         with console.status("starting the devnet and the node..."):
             dep_path, node_url = start_network(state, procs, store_arg)
@@ -313,4 +338,5 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
         return 1
     finally:
         procs.stop()
-        signal.signal(signal.SIGTERM, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
