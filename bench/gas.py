@@ -17,23 +17,21 @@ Run: ``.venv/bin/python -m bench.gas``; writes bench/results/gas.json.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import random
 import subprocess
-from pathlib import Path
 from typing import Any
 
 from eth_account import Account
 
+from bench import write_results
 from rollup.anvil import DEV_ACCOUNTS, Anvil, anvil_binary
 from rollup.chain import ContractRevert, connect, contract, deploy_contract, send_tx
 from rollup.deploy import deploy_devnet
 from rollup.merkle import OutputsTree
 from rollup.outputs import encode_notice, encode_voucher, erc20_transfer_payload
 
-RESULTS = Path(__file__).resolve().parent / "results" / "gas.json"
 PAYLOAD_SIZES = [0, 100, 1024, 4096, 16384, 32768, 65216]
 MAX_PAYLOAD = 65216
 AGG_DIMS = [100, 1000, 4000]
@@ -155,9 +153,7 @@ def main() -> dict[str, Any]:
     res = measure()
     res["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count()}
     print_table(res)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results("gas", res)
     return res
 
 

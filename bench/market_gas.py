@@ -17,21 +17,19 @@ Run: `.venv/bin/python -m bench.market_gas`; writes bench/results/market_gas.jso
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 from typing import Any
 
 from dapp.content.inbox import UPLOAD_CHUNK
 from dapp.content.unixfs import chunk as unixfs_chunk
 from dapp.market import protocol as p
+from bench import write_results
 from rollup.anvil import DEV_ACCOUNTS, Anvil
 from rollup.chain import ContractRevert, connect, contract, deploy_contract, send_tx
 from rollup.deploy import deploy_devnet
 from rollup.merkle import OutputsTree
 from rollup.outputs import encode_voucher
 
-RESULTS = Path(__file__).resolve().parent / "results" / "market_gas.json"
 MODELS = {"digits CNN (1,370 params)": 1370 * 4 + 200, "10 KB": 10_000, "100 KB": 100_000,
           "1 MB": 1_000_000}
 BLOCK_GAS = 29_000_000
@@ -148,9 +146,7 @@ def main() -> dict[str, Any]:
     pv = res["payout_voucher_gas"]
     print(f"Payout (executeOutput of an ETH voucher): first {pv['first_in_tree']:,}, "
           f"later {pv['later_in_tree']:,}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results("market_gas", res)
     return res
 
 

@@ -13,18 +13,16 @@ Run: ``.venv/bin/python -m bench.proofs [--leaves N]``; writes bench/results/pro
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import random
 import statistics
 import time
-from pathlib import Path
 from typing import Any, Callable
 
+from bench import write_results
 from rollup.merkle import OutputsTree, keccak256, naive_proof, verify_proof
 
-RESULTS = Path(__file__).resolve().parent / "results" / "proofs.json"
 TARGET_MS = 10.0
 
 
@@ -108,9 +106,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
               f"  (n={s['samples']})")
     print(f"  speed-up over naive: {res['speedup_median']}x; target p99 < {TARGET_MS} ms: "
           f"{'met' if res['meets_target'] else 'MISSED'}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(res, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results("proofs", res)
     return res
 
 

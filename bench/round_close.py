@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench import write_results
 from dapp.market import protocol as p
 from dapp.ml.arch import ArchSpec
 from dapp.ml.inference import predict
@@ -31,7 +31,6 @@ from dapp.ml.randomness import KeccakStream
 from tests.golden.market_round import ints, toward
 from tests.market_harness import OWNER, MarketSim
 
-RESULTS = Path(__file__).resolve().parent / "results" / "round_close.json"
 CNN = {"input_shape": [1, 8, 8], "num_classes": 10, "scale_bits": 10,
        "layers": [{"type": "conv2d", "name": "conv1", "in_channels": 1, "out_channels": 8,
                    "kernel_size": 3, "stride": 1, "padding": 1},
@@ -115,9 +114,7 @@ def main() -> dict[str, Any]:
             print(f"  {label:<16} {row['params']:>7,} params  {n:>3} trainers  close "
                   f"{row['seconds']:>7.2f} s  (leave-one-out baseline "
                   f"{row['baseline_loo_seconds']:.2f} s)  accepted {row['accepted']}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"rows": rows, "validation_samples": 300}, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results("round_close", {"rows": rows, "validation_samples": 300})
     return {"rows": rows}
 
 

@@ -13,10 +13,11 @@ import json
 import logging
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable
 
 from rollup import outputs
+from rollup.server import LoopbackServer
 from rollup.outputs import DELEGATE_CALL_VOUCHER_SELECTOR, NOTICE_SELECTOR, VOUCHER_SELECTOR
 from rollup.store import EPOCH_CLAIM_ACCEPTED, EpochRecord, InputRecord, OutputRecord, ReportRecord
 
@@ -450,9 +451,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, {"error": "not found"})
 
 
-class ApiServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class ApiServer(LoopbackServer):
+    thread_name = "node-api"
 
     def __init__(self, node: "Node", host: str = "127.0.0.1", port: int = 0, inspect_timeout: float = 60.0) -> None:
         super().__init__((host, port), _Handler)
@@ -460,19 +460,3 @@ class ApiServer(ThreadingHTTPServer):
         self.api = NodeApi(node)
         self.inspect_timeout = inspect_timeout
         self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> "ApiServer":
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="node-api", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)

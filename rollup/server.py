@@ -336,29 +336,38 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, str(exc))
 
 
-class RollupHttpServer(ThreadingHTTPServer):
-    """Loopback HTTP server bound to a `RollupMachine`; port 0 picks a free port."""
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server on loopback, served from a daemon thread; port 0 picks a free
+    port. The node's two servers (rollup API, node API) share this lifecycle."""
 
     daemon_threads = True
     allow_reuse_address = True
-
-    def __init__(self, machine: RollupMachine, host: str = "127.0.0.1", port: int = 0) -> None:
-        super().__init__((host, port), _Handler)
-        self.machine = machine
-        self._thread: threading.Thread | None = None
+    thread_name = "http"
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "RollupHttpServer":
-        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05}, name="rollup-http", daemon=True)
+    def start(self) -> "LoopbackServer":
+        self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=self.thread_name, daemon=True)
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
-        if self._thread is not None:
+        if getattr(self, "_thread", None) is not None:
             self._thread.join(timeout=5)
+
+
+class RollupHttpServer(LoopbackServer):
+    """Loopback HTTP server bound to a `RollupMachine`; port 0 picks a free port."""
+
+    thread_name = "rollup-http"
+
+    def __init__(self, machine: RollupMachine, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__((host, port), _Handler)
+        self.machine = machine
+        self._thread: threading.Thread | None = None

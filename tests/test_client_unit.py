@@ -3,7 +3,6 @@ job specs (checked by the market's own parsers), amounts."""
 
 from __future__ import annotations
 
-import json
 import math
 from fractions import Fraction
 from pathlib import Path

@@ -13,7 +13,7 @@ from client.storage import EmbeddedStore, StoreUnavailable, open_store
 from client.storage.ipfs import IpfsStore
 from dapp.content.cid import RAW, Cid
 from dapp.content.errors import ContentMismatch, ContentMissing, ContentTooLarge
-from dapp.content.unixfs import CHUNK_SIZE, chunk
+from dapp.content.unixfs import CHUNK_SIZE
 from rollup.content import block_getter
 from tests.ipfs_daemon import IpfsDaemon, ipfs_api  # noqa: F401
 

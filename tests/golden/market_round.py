@@ -24,7 +24,7 @@ from dapp.ml.arch import ArchSpec
 from dapp.ml.inference import predict
 from dapp.ml.model_format import Model, encode_dataset, encode_model, initial_model
 from dapp.ml.randomness import KeccakStream
-from dapp.outputs import Notice, Voucher
+from dapp.outputs import Notice
 from tests.market_harness import OWNER, TRAINERS, MarketSim
 
 ARCH = {"input_shape": [1, 8, 8], "num_classes": 10, "scale_bits": 10,
