@@ -23,6 +23,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from client.uploads import UploadResult
+from client.uploads import describe as describe_uploads
 from client.config import ConfigError, Context, resolve
 
 ETHER = 10**18
@@ -243,10 +245,12 @@ def create_job(st: State, spec_path: str, model_path: str | None, init_seed: str
     with err_console.status("storing, depositing, waiting for the node..."):
         job = o.create_job(st.ctx, spec, model_bytes, shard_data, amount, token)
     data = {"job": job.job, "spec_cid": job.spec_cid, "model_cid": job.model_cid,
-            "budget": str(job.budget), "rounds": job.notice["rounds"], "input": job.input_index}
+            "budget": str(job.budget), "rounds": job.notice["rounds"], "input": job.input_index,
+            "uploads": [u.to_json() for u in job.uploads]}
+    posted = f"  content through inputs: {describe_uploads(job.uploads)}\n" if job.uploads else ""
     return data, lambda: console.print(
         f"job [bold]{job.job}[/] opened: {job.notice['rounds']} rounds, budget "
-        f"{fmt_wei(job.budget)}\n  spec  {job.spec_cid}\n  model {job.model_cid}\n"
+        f"{fmt_wei(job.budget)}\n  spec  {job.spec_cid}\n  model {job.model_cid}\n{posted}"
         f"next: trainers `tributary trainer run --job {job.job} --data FILE`; after the commit "
         f"window, `tributary owner reveal-validation --job {job.job}`")
 
@@ -260,7 +264,12 @@ def reveal_validation(st: State, job: int, round_: int | None) -> Any:
     from client import owner as o
 
     res = o.reveal_validation(st.ctx, job, round_)
-    return res, lambda: console.print(f"round {res['round']} shard revealed: {res['shard_cid']}")
+    posted = ""
+    if res["uploads"]:
+        posted = "\n  content through inputs: " + describe_uploads(
+            [UploadResult(**u) for u in res["uploads"]])
+    return res, lambda: console.print(f"round {res['round']} shard revealed: {res['shard_cid']}"
+                                      + posted)
 
 
 def _rounds_table(status: dict[str, Any]) -> None:
@@ -412,6 +421,9 @@ def run(st: State, job: int, data_path: str, rounds: int | None, dp_clip: float 
             err_console.print(f"round {data['round']}: committed (input {data['input']})")
         elif kind == "revealed":
             msg = "accepted" if data["accepted"] else f"REFUSED: {data.get('reason')}"
+            if data.get("uploads"):
+                msg += "; content through inputs: " + describe_uploads(
+                    [UploadResult(**u) for u in data["uploads"]])
             err_console.print(f"round {data['round']}: revealed, {msg}")
         elif kind == "join":
             err_console.print(f"joined job {job}")

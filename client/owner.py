@@ -9,7 +9,7 @@ until the right moment (each round's shard id and salt) live in the client's loc
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from client.chain import SentInput
 from client.config import ConfigError, Context, read_json, state_file, write_json
 from client.jobs import ShardSecret, spec_bytes, store_shards
 from client.node_api import NodeError, Notice
+from client.uploads import UploadResult, post_content, spec_of, uses_inputs
 
 
 class OwnerError(Exception):
@@ -36,6 +37,7 @@ class CreatedJob:
     budget: int
     input_index: int
     notice: dict[str, Any]
+    uploads: list[UploadResult] = field(default_factory=list)
 
 
 def _owner_file(ctx: Context, job: int) -> Path:
@@ -73,6 +75,9 @@ def create_job(ctx: Context, spec: dict[str, Any], model_bytes: bytes,
     spec_cid = ctx.store.put(data)
     pending = state_file(ctx.cfg.home, "owner", f"pending-{spec_cid}.json")
     write_json(pending, {"spec_cid": spec_cid, "shards": [s.to_json() for s in secrets_]})
+    uploads: list[UploadResult] = []
+    if uses_inputs(spec):  # the backend reads nothing over GIO: post what opening the job needs
+        uploads = [post_content(ctx, spec_cid, data), post_content(ctx, model_cid, canonical)]
     call = p.CreateJob(spec_cid).encode()
     if token is None:
         sent = ctx.chain.deposit_ether(ctx.signer, reward, call)
@@ -88,7 +93,7 @@ def create_job(ctx: Context, spec: dict[str, Any], model_bytes: bytes,
                                        "shards": [s.to_json() for s in secrets_],
                                        "owner": ctx.signer.address.lower()})
     pending.unlink(missing_ok=True)
-    return CreatedJob(job, spec_cid, model_cid, reward, sent.index, opened[0].data)
+    return CreatedJob(job, spec_cid, model_cid, reward, sent.index, opened[0].data, uploads)
 
 
 def reveal_validation(ctx: Context, job: int, round_: int | None = None) -> dict[str, Any]:
@@ -102,9 +107,10 @@ def reveal_validation(ctx: Context, job: int, round_: int | None = None) -> dict
     if not 0 <= r < len(shards):
         raise OwnerError(f"job {job} has {len(shards)} rounds; there is no round {r}")
     s = shards[r]
+    uploads = [post_content(ctx, s.cid).to_json()] if uses_inputs(spec_of(ctx, job)) else []
     sent = ctx.chain.add_input(ctx.signer, p.RevealValidation(job, r, s.cid, s.salt).encode())
     return {"job": job, "round": r, "shard_cid": s.cid, "input": sent.index,
-            "reports": ctx.node.result(sent.index)}
+            "reports": ctx.node.result(sent.index), "uploads": uploads}
 
 
 def status(ctx: Context, job: int) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from dapp.ml.model_format import Model, decode_model, encode_model
 from client.config import Context, read_json, state_file, write_json
 from client.data import data_card
 from client.node_api import InputRefusedByApp
+from client.uploads import post_content, spec_of, uses_inputs
 from client.training import DPConfig, dp_card_fields, scaled_sign_flip, train_local
 
 
@@ -186,10 +187,13 @@ def commit(ctx: Context, prep: Prepared) -> dict[str, Any]:
 def reveal(ctx: Context, prep: Prepared) -> dict[str, Any]:
     """Send the reveal; a refusal (e.g. a copied model) is returned, not raised, with its reason."""
     t0 = time.perf_counter()
+    uploads = ([post_content(ctx, prep.model_cid).to_json(), post_content(ctx, prep.data_cid).to_json()]
+               if uses_inputs(spec_of(ctx, prep.job)) else [])
     sent = ctx.chain.add_input(ctx.signer, p.Reveal(prep.job, prep.round, prep.model_cid,
                                                     prep.data_cid, prep.salt).encode())
     out: dict[str, Any] = {"job": prep.job, "round": prep.round, "input": sent.index,
-                           "model_cid": prep.model_cid, "data_cid": prep.data_cid}
+                           "model_cid": prep.model_cid, "data_cid": prep.data_cid,
+                           "uploads": uploads}
     try:
         out["reports"] = ctx.node.result(sent.index)
         out["accepted"] = True

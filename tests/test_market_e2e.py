@@ -146,3 +146,79 @@ def test_market_end_to_end_on_devnet(chain, tmp_path):
     assert report.ok and report.epochs and not report.mismatches(), [e.line() for e in report.epochs]
     assert all(e.verdict in ("OK", "OPEN") for e in report.epochs)
     assert time.monotonic() - t0 < 300
+
+
+def run_small_job(chain, tmp_path, source: str) -> list[dict]:
+    """Two rounds, three trainers (one attacker), through the node. With source "inputs" the
+    node serves no GIO (every request answers an error) and every object is posted as
+    putContent inputs."""
+    dep = chain.deploy(epoch_length=4)
+    store = EmbeddedStore(tmp_path / f"content-{source}")
+    job = digits_job(open_job=False, rounds=2)
+    job.spec["content_source"] = source
+    job.spec_cid = job.sim.content.put(json.dumps(job.spec).encode())
+    for cid, data in job.sim.content.objects.items():
+        assert store.put(data) == cid
+    resolver = BlockStoreResolver(block_getter(store)) if source == "gio" else None
+    node = Node(dep.to_json(), BACKEND, tmp_path / f"node-{source}", poll_interval=0.1,
+                resolver=resolver).start()
+
+    def post(cid: str, key: str) -> None:
+        if source != "inputs":
+            return
+        data = store.get(cid)
+        step = 60_000
+        for i in range(max(1, -(-len(data) // step))):
+            chain.add_input(dep, p.PutContent(cid, len(data), i, data[i * step:(i + 1) * step])
+                            .encode(), key=key)
+
+    try:
+        post(job.spec_cid, OWNER_ACCT.private_key)
+        post(job.spec["initial_model"], OWNER_ACCT.private_key)
+        chain.deposit_ether(dep, 10**17, p.CreateJob(job.spec_cid).encode(),
+                            key=OWNER_ACCT.private_key)
+        node.wait_caught_up(60)
+        job_id = notices(node)[0]["job"]
+        accts = TRAINER_ACCTS[:3]
+        for a in accts:
+            chain.add_input(dep, p.Join(job_id).encode(), key=a.private_key)
+        warp(chain, WINDOWS["start_delay"])
+        g = decode_model(store.get(job.spec["initial_model"]), job.arch, max_bytes=1 << 20)
+        for r in range(2):
+            subs = {}
+            for i, a in enumerate(accts):
+                idx = np.arange(i * 400, i * 400 + 400)
+                model = job.train(g, idx, flip=(i == 2), seed=10 * r + i, steps=20)
+                subs[a.address] = (store.put(encode_model(model, job.arch)),
+                                   store.put(job.data_card(idx, salt=i)), bytes([r, i]) * 16)
+                c = p.commitment(a.address.lower(), job_id, r, *subs[a.address])
+                chain.add_input(dep, p.Commit(job_id, r, c).encode(), key=a.private_key)
+            warp(chain, WINDOWS["commit"])
+            for a in accts:
+                post(subs[a.address][0], a.private_key)
+                post(subs[a.address][1], a.private_key)
+                chain.add_input(dep, p.Reveal(job_id, r, *subs[a.address]).encode(),
+                                key=a.private_key)
+            post(job.shards[r][0], OWNER_ACCT.private_key)
+            chain.add_input(dep, p.RevealValidation(job_id, r, *job.shards[r]).encode(),
+                            key=OWNER_ACCT.private_key)
+            warp(chain, WINDOWS["reveal"])
+            chain.add_input(dep, p.CloseRound(job_id, r).encode(), key=EXECUTOR.private_key)
+            node.wait_caught_up(120)
+            closed = [n for n in notices(node) if n["type"] == "round_closed"]
+            assert len(closed) == r + 1, closed
+            g = global_model(node, job, closed[-1])
+        state = json.loads(node.inspect(b"state").reports[0])
+        assert state["inbox_bytes"] == 0      # posted content is released once used
+        return closed
+    finally:
+        node.stop()
+
+
+def test_content_through_inputs_with_gio_off_gives_the_same_notices(chain, tmp_path):
+    over_gio = run_small_job(chain, tmp_path, "gio")
+    over_inputs = run_small_job(chain, tmp_path, "inputs")
+    for n in over_gio + over_inputs:      # block times differ (uploads are extra inputs)
+        n.get("next_round", {}).pop("start", None)
+    assert over_inputs == over_gio
+    assert over_gio[-1]["job_finished"]
