@@ -333,3 +333,51 @@ def test_inspect_queries():
     from dapp.loop import handle_inspect
     ok, out = handle_inspect(sim.market, b"nonsense")
     assert not ok and b"unknown query" in out.reports[0]
+
+
+def test_an_update_that_overflows_inference_is_rejected_and_the_round_still_pays(monkeypatch):
+    """Weights within the spec's bounds can still overflow int64 in a deeper network; such an
+    update is rejected with the reason, and it cannot block the round."""
+    import tests.market_harness as h
+    from dapp.ml.model_format import Model
+
+    monkeypatch.setattr(h, "ARCH", {
+        "input_shape": [1, 8, 8], "num_classes": 10, "scale_bits": 12,
+        "layers": [{"type": "flatten"},
+                   {"type": "linear", "name": "fc1", "in_features": 64, "out_features": 16},
+                   {"type": "relu"},
+                   {"type": "linear", "name": "fc2", "in_features": 16, "out_features": 10}]})
+    j = digits_job(rounds=1, budget=10**6, aggregation={"rule": "fedavg"})
+    sim = j.sim
+    for t in (T0, T1):
+        assert sim.call(t, p.Join(j.job_id)).accepted
+    g = sim.market._models[sim.market.state.jobs[j.job_id].global_model_hash]
+    idx = np.arange(400)
+    huge = Model({k: np.full(v.shape, 2**31 - 1, np.int32) for k, v in g.items()})
+    subs = {T0: j.submit(T0, 0, j.train(g, idx), idx, salt=b"\x01" * 32),
+            T1: j.submit(T1, 0, huge, idx, salt=b"\x02" * 32)}
+    sim.advance(WINDOWS["start_delay"])
+    for t, s in subs.items():
+        assert j.commit(t, 0, s).accepted
+    sim.advance(WINDOWS["commit"])
+    for t, s in subs.items():
+        assert j.reveal(t, 0, s).accepted
+    assert j.reveal_validation(0).accepted
+    sim.advance(WINDOWS["reveal"])
+    res = j.close(0)
+    assert res.accepted, res.reports
+    verdicts = {e["address"]: e for e in res.notices[0]["trainers"]}
+    assert verdicts[T1]["verdict"] == "rejected"
+    assert "inference overflows" in verdicts[T1]["reason"]
+    assert verdicts[T0]["verdict"] == "accepted"
+    assert res.notices[0]["accuracy"] is not None
+
+
+def test_spec_refuses_weights_that_could_overflow_aggregation():
+    from dapp.market.spec import SpecError, parse_spec
+
+    j = digits_job(open_job=False)
+    spec = dict(j.spec, max_trainers=50)
+    spec["data_schema"] = dict(spec["data_schema"], weight_cap=10**9)
+    with pytest.raises(SpecError, match="weight_cap"):
+        parse_spec(json.dumps(spec).encode())

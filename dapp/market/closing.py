@@ -26,6 +26,7 @@ from dapp.market.spec import JobSpec
 from dapp.market.state import Job, Round
 from dapp.ml.aggregation import ClientUpdate, build_strategy
 from dapp.ml.contribution import score_round
+from dapp.ml.errors import InferenceOverflowError
 from dapp.ml.hparams import next_hparams
 from dapp.ml.inference import count_correct
 from dapp.ml.model_format import Model
@@ -56,30 +57,51 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
                 updates: dict[str, Model], shard: tuple[np.ndarray, np.ndarray] | None
                 ) -> RoundResult:
     keys = sorted(updates)
-    client_updates = [ClientUpdate(k, updates[k], rnd.reveals[k].weight) for k in keys]
-    strategy = build_strategy(spec.aggregation)
     hashes = {k: rnd.reveals[k].model_hash for k in keys}
+    overflowing: dict[str, str] = {}
+    if shard is not None:
+        # An update whose own integer inference overflows on the shard cannot be scored: it is
+        # rejected before aggregation, so one hostile update cannot block the round.
+        for k in keys:
+            try:
+                count_correct(spec.arch, updates[k], shard[0], shard[1])
+            except InferenceOverflowError as exc:
+                overflowing[k] = f"inference overflows on the validation shard: {exc}"
+    client_updates = [ClientUpdate(k, updates[k], rnd.reveals[k].weight)
+                      for k in keys if k not in overflowing]
+    strategy = build_strategy(spec.aggregation)
 
     if client_updates:
         agg = strategy.aggregate(global_model, client_updates)
         accepted, rejected, new_model = list(agg.accepted), dict(agg.rejected), agg.model
     else:
         accepted, rejected, new_model = [], {}, global_model
+    rejected.update(overflowing)
 
     seed = seed_from(b"tributary/contribution", job.id.to_bytes(32, "big"),
                      rnd.index.to_bytes(32, "big"),
                      *[bytes.fromhex(hashes[k][2:]) for k in keys])
     accuracy = None
     fallback = shard is None
-    if not accepted:
-        scores: dict[str, Fraction] = {}
-    elif shard is None:
+    scores: dict[str, Fraction] = {}
+    if accepted and shard is not None:
+        try:
+            scores = score_round(strategy, spec.arch, global_model, client_updates, agg,
+                                 shard[0], shard[1], spec.contribution, KeccakStream(seed))
+            accuracy = (count_correct(spec.arch, new_model, shard[0], shard[1]),
+                        int(len(shard[1])))
+        except InferenceOverflowError:
+            # Declared rule: a round whose aggregates cannot be scored in int64 pays like a
+            # round without a shard, so the round still closes and pays in full.
+            fallback, scores = True, {}
+    elif shard is not None:
+        try:
+            accuracy = (count_correct(spec.arch, new_model, shard[0], shard[1]),
+                        int(len(shard[1])))
+        except InferenceOverflowError:
+            accuracy = None
+    if accepted and fallback:
         scores = _equal_shares_by_update(accepted, hashes)
-    else:
-        scores = score_round(strategy, spec.arch, global_model, client_updates, agg,
-                             shard[0], shard[1], spec.contribution, KeccakStream(seed))
-    if shard is not None:
-        accuracy = (count_correct(spec.arch, new_model, shard[0], shard[1]), int(len(shard[1])))
 
     split = split_reward(rnd.budget, scores)
     history = job.accuracy_history + ([accuracy[0]] if accuracy else [])

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from dapp.ml.aggregation import build_strategy
+from dapp.ml.aggregation import MAX_WEIGHT_TOTAL, build_strategy
 from dapp.ml.arch import ArchSpec
 from dapp.ml.contribution import parse_method
 from dapp.ml.hparams import parse_config as parse_hparams
@@ -165,6 +165,12 @@ def parse_spec(data: bytes) -> JobSpec:
     schema = DataSchema(feature_shape, num_classes,
                         _int(ds, "max_samples", "data_schema.", 1, 10**9),
                         _int(ds, "weight_cap", "data_schema.", 1, 10**9))
+    max_trainers = _int(raw, "max_trainers", "", 1, MAX_TRAINERS, default=50)
+    if schema.weight_cap * max_trainers > MAX_WEIGHT_TOTAL:
+        # Aggregation weighs updates in int64 with a declared total below 2**31: a round that
+        # could exceed it would never close.
+        raise SpecError(f"data_schema.weight_cap {schema.weight_cap} x max_trainers "
+                        f"{max_trainers} exceeds {MAX_WEIGHT_TOTAL}")
 
     commitments = []
     for i, c in enumerate(_get(raw, "validation", list, "")):
@@ -197,7 +203,7 @@ def parse_spec(data: bytes) -> JobSpec:
     initial_model = _get(raw, "initial_model", str, "")
     return JobSpec(
         name=name, arch=arch, initial_model=initial_model, rounds=rounds, windows=windows,
-        max_trainers=_int(raw, "max_trainers", "", 1, MAX_TRAINERS, default=50),
+        max_trainers=max_trainers,
         hparams=hp, aggregation=aggregation, contribution=contribution, fallback=fallback,
         data_schema=schema, validation_commitments=tuple(commitments), limits=limits,
         content_source=source)
