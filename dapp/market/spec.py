@@ -21,6 +21,8 @@ from dapp.ml.hparams import parse_config as parse_hparams
 MAX_SPEC_BYTES = 64 * 1024
 MAX_ROUNDS = 100
 MAX_TRAINERS = 200
+MAX_EXACT_PLAYERS = 12
+MAX_PERMUTATIONS = 512
 CONTENT_SOURCES = ("gio", "inputs")
 FALLBACKS = ("equal",)
 
@@ -145,9 +147,15 @@ def parse_spec(data: bytes) -> JobSpec:
         raise SpecError(f"aggregation: {exc}") from exc
     contribution = _get(raw, "contribution", dict, "")
     try:
-        parse_method(contribution)
+        method = parse_method(contribution)
     except Exception as exc:
         raise SpecError(f"contribution: {exc}") from exc
+    # Closing a round must stay affordable for every replica: exact Shapley costs 2**n
+    # evaluations, sampling permutations x n.
+    if method["method"] == "shapley" and (method["exact_max_players"] > MAX_EXACT_PLAYERS
+                                          or method["permutations"] > MAX_PERMUTATIONS):
+        raise SpecError(f"contribution: exact_max_players must be at most {MAX_EXACT_PLAYERS} "
+                        f"and permutations at most {MAX_PERMUTATIONS}")
 
     fallback = raw.get("fallback", "equal")
     if fallback not in FALLBACKS:
