@@ -205,30 +205,23 @@ def verify_proof(leaf: bytes, index: int, siblings: Sequence[bytes]) -> bytes:
     return node
 
 
+def _naive_node(leaves: Sequence[bytes], level: int, start: int) -> bytes:
+    """The node at `level` whose subtree starts at leaf `start`, recomputed from the leaves."""
+    if start >= len(leaves):
+        return ZERO_HASHES[level]
+    if level == 0:
+        return leaves[start]
+    half = 1 << (level - 1)
+    return keccak256(_naive_node(leaves, level - 1, start)
+                     + _naive_node(leaves, level - 1, start + half))
+
+
 def naive_root(leaves: Sequence[bytes], height: int = HEIGHT) -> bytes:
     """Reference root by recursion over the explicit tree, collapsing empty subtrees to their
     zero hash (the only way a 2**63 tree is computable). For tests and the bench baseline."""
-
-    def node(level: int, start: int) -> bytes:
-        if start >= len(leaves):
-            return ZERO_HASHES[level]
-        if level == 0:
-            return leaves[start]
-        half = 1 << (level - 1)
-        return keccak256(node(level - 1, start) + node(level - 1, start + half))
-
-    return node(height, 0)
+    return _naive_node(leaves, height, 0)
 
 
 def naive_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     """Reference proof: recomputes each sibling subtree from the leaves (O(n) hashes)."""
-
-    def node(level: int, start: int) -> bytes:
-        if start >= len(leaves):
-            return ZERO_HASHES[level]
-        if level == 0:
-            return leaves[start]
-        half = 1 << (level - 1)
-        return keccak256(node(level - 1, start) + node(level - 1, start + half))
-
-    return [node(i, ((index >> i) ^ 1) << i) for i in range(HEIGHT)]
+    return [_naive_node(leaves, i, ((index >> i) ^ 1) << i) for i in range(HEIGHT)]

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from client.jobs import DIGITS_CNN
 from dapp.ml.aggregation import ClientUpdate
 from dapp.ml.arch import ArchSpec
 from dapp.ml.fixedpoint import dequantize, from_torch_state_dict, quantize, to_torch_state_dict, torch_module
@@ -28,15 +29,7 @@ from dapp.ml.model_format import Model
 
 SCALE_BITS = 16
 
-CNN_SPEC: dict[str, Any] = {
-    "input_shape": [1, 8, 8], "num_classes": 10, "scale_bits": SCALE_BITS,
-    "layers": [
-        {"type": "conv2d", "name": "conv1", "in_channels": 1, "out_channels": 8,
-         "kernel_size": 3, "stride": 1, "padding": 1},
-        {"type": "relu"},
-        {"type": "maxpool2d", "kernel_size": 2},
-        {"type": "flatten"},
-        {"type": "linear", "name": "fc1", "in_features": 128, "out_features": 10}]}
+CNN_SPEC: dict[str, Any] = dict(DIGITS_CNN, scale_bits=SCALE_BITS)
 
 MLP_SPEC: dict[str, Any] = {
     "input_shape": [64], "num_classes": 10, "scale_bits": SCALE_BITS,
