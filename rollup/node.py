@@ -171,7 +171,11 @@ class Node:
         self._log_file: IO[bytes] | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._caught_up = threading.Event()
+        # wait_caught_up() asks for a fresh poll by bumping _want; the worker records in
+        # _caught_gen the request number its last complete poll started after, so a poll that
+        # began before the request can never answer it.
+        self._want = 0
+        self._caught_gen = 0
         self._wake = threading.Event()
         self._inspects: queue.Queue[tuple[bytes, Future]] = queue.Queue()
         self._worker: threading.Thread | None = None
@@ -277,9 +281,10 @@ class Node:
 
     def wait_caught_up(self, timeout: float = 60) -> None:
         """Until the node has read the chain head (or `head_block`) and processed everything."""
-        self._caught_up.clear()
+        self._want += 1
+        gen = self._want
         self._wake.set()
-        self._wait(self._caught_up.is_set, timeout, "the node to catch up")
+        self._wait(lambda: self._caught_gen >= gen, timeout, "the node to catch up")
 
     def _wait(self, cond: Any, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -323,6 +328,7 @@ class Node:
                 polled = False
                 if now - last_poll >= self.poll_interval or self._wake.is_set():
                     self._wake.clear()
+                    poll_gen = self._want
                     self._poll_chain()
                     last_poll, polled = now, True
                 rec = self.store.next_unprocessed()
@@ -331,7 +337,7 @@ class Node:
                     continue
                 self._close_and_claim()
                 if polled and self.store.next_unprocessed() is None:
-                    self._caught_up.set()
+                    self._caught_gen = max(self._caught_gen, poll_gen)
                 self._wake.wait(max(0.0, self.poll_interval - (time.monotonic() - last_poll)))
         except BaseException as exc:  # recorded for check(); the node stops serving inputs
             if not self._stop.is_set():

@@ -22,6 +22,7 @@ from dapp.hashing import keccak
 from dapp.market import protocol as p
 from dapp.ml.model_format import Model, decode_model, encode_model
 from rollup.anvil import DEV_ACCOUNTS
+from rollup.chain import contract
 from rollup.content import block_getter
 from rollup.gio import BlockStoreResolver
 from rollup.node import Node
@@ -41,6 +42,14 @@ BACKEND = [sys.executable, "-m", "dapp"]
 def warp(chain: Chain, seconds: int) -> None:
     chain.anvil.rpc("evm_increaseTime", [seconds])
     chain.mine(1)
+
+
+def settle(node: Node, chain: Chain, dep) -> None:
+    """Wait until the node has processed every input the InputBox holds for the app (reading
+    the count from the chain, so an input the node has not polled yet is waited for too)."""
+    box = contract(chain.w3, "InputBox", dep.contracts["InputBox"])
+    count = box.functions.getNumberOfInputs(to_checksum_address(dep.application)).call()
+    node.wait_processed(int(count), 120)
 
 
 def notices(node: Node) -> list[dict]:
@@ -72,7 +81,7 @@ def test_market_end_to_end_on_devnet(chain, tmp_path):
         budget = 3 * 10**17
         chain.deposit_ether(dep, budget, p.CreateJob(job.spec_cid).encode(),
                             key=OWNER_ACCT.private_key)
-        node.wait_caught_up(60)
+        settle(node, chain, dep)
         [opened] = notices(node)
         assert opened["type"] == "job_opened", opened
         job_id = opened["job"]
@@ -102,7 +111,7 @@ def test_market_end_to_end_on_devnet(chain, tmp_path):
                             key=OWNER_ACCT.private_key)
             warp(chain, WINDOWS["reveal"])
             chain.add_input(dep, p.CloseRound(job_id, r).encode(), key=EXECUTOR.private_key)
-            node.wait_caught_up(120)
+            settle(node, chain, dep)
             closed = [n for n in notices(node) if n["type"] == "round_closed"]
             assert len(closed) == r + 1, closed
             n = closed[-1]
@@ -123,7 +132,7 @@ def test_market_end_to_end_on_devnet(chain, tmp_path):
         for a in payees:
             chain.add_input(dep, p.Withdraw(p.ETH, promised[a.address.lower()]).encode(),
                             key=a.private_key)
-        node.wait_caught_up(60)
+        settle(node, chain, dep)
         wait_claims(node, chain, dep)
         before = {a.address: chain.w3.eth.get_balance(a.address) for a in payees}
         vouchers = result(rpc(node.api_url, "cartesi_listOutputs",
@@ -177,7 +186,7 @@ def run_small_job(chain, tmp_path, source: str) -> list[dict]:
         post(job.spec["initial_model"], OWNER_ACCT.private_key)
         chain.deposit_ether(dep, 10**17, p.CreateJob(job.spec_cid).encode(),
                             key=OWNER_ACCT.private_key)
-        node.wait_caught_up(60)
+        settle(node, chain, dep)
         job_id = notices(node)[0]["job"]
         accts = TRAINER_ACCTS[:3]
         for a in accts:
@@ -204,7 +213,7 @@ def run_small_job(chain, tmp_path, source: str) -> list[dict]:
                             key=OWNER_ACCT.private_key)
             warp(chain, WINDOWS["reveal"])
             chain.add_input(dep, p.CloseRound(job_id, r).encode(), key=EXECUTOR.private_key)
-            node.wait_caught_up(120)
+            settle(node, chain, dep)
             closed = [n for n in notices(node) if n["type"] == "round_closed"]
             assert len(closed) == r + 1, closed
             g = global_model(node, job, closed[-1])
