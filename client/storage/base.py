@@ -10,8 +10,8 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 
 from dapp.content.cid import Cid
-from dapp.content.errors import ContentError, ContentMissing
-from dapp.content.unixfs import assemble, chunk
+from dapp.content.errors import ContentMismatch, ContentMissing
+from dapp.content.unixfs import assemble_object, chunk
 
 # An object read with no explicit cap is still capped, so a hostile root cannot ask for 2**63.
 DEFAULT_MAX_SIZE = 1 << 34  # 16 GiB
@@ -34,6 +34,15 @@ class ContentStore(ABC):
     def has(self, cid: Cid | str) -> bool:
         """Whether the store holds this block (for an object: its root block)."""
 
+    def _verified(self, cid: Cid, data: bytes, fault: str) -> bytes:
+        """`data` if it hashes to `cid`; otherwise ContentMismatch saying that this store
+        (`fault`: what it did wrong) is to blame."""
+        try:
+            cid.verify(data)
+        except ContentMismatch as exc:
+            raise ContentMismatch(f"{self} {fault} for block {cid}: {exc}", str(cid)) from None
+        return data
+
     def pin(self, root: Cid) -> None:
         """Keep an object from garbage collection where the backend has any (IPFS)."""
 
@@ -53,21 +62,14 @@ class ContentStore(ABC):
     def get(self, cid: Cid | str, max_size: int | None = None) -> bytes:
         """The object's bytes, every block verified; ContentMissing / ContentMismatch /
         ContentTooLarge (from dapp.content) name the CID when it cannot be had."""
-        root = Cid.parse(cid)
-
         def fetch(block_cid: Cid) -> bytes:
             block = self.get_block(block_cid)
             if block is None:
                 raise ContentMissing(f"block {block_cid} is not in {self}", str(block_cid))
             return block
 
-        try:
-            return assemble(root, fetch,
-                            max_size=DEFAULT_MAX_SIZE if max_size is None else max_size)
-        except ContentError as exc:
-            if exc.cid == str(root):
-                raise
-            raise type(exc)(f"content {root}: {exc}", str(root)) from exc
+        return assemble_object(cid, fetch,
+                               max_size=DEFAULT_MAX_SIZE if max_size is None else max_size)
 
     def __enter__(self) -> ContentStore:
         return self

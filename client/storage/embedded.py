@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 from dapp.content.cid import Cid
-from dapp.content.errors import ContentMismatch
 
 from client.storage.base import ContentStore
 from client.storage.errors import StorageError
@@ -50,12 +49,7 @@ class EmbeddedStore(ContentStore):
             return None
         except OSError as exc:
             raise StorageError(f"cannot read block {parsed} from {self.directory}: {exc}") from exc
-        try:
-            parsed.verify(data)
-        except ContentMismatch as exc:
-            raise ContentMismatch(f"{self} holds corrupt bytes for block {parsed}: {exc}",
-                                  str(parsed)) from None
-        return data
+        return self._verified(parsed, data, "holds corrupt bytes")
 
     def put_block(self, cid: Cid | str, data: bytes) -> None:
         parsed = Cid.parse(cid)

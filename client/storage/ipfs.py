@@ -16,7 +16,6 @@ import ipfshttpclient  # type: ignore[import-untyped]
 from ipfshttpclient import exceptions as ipfs_errors  # type: ignore[import-untyped]
 
 from dapp.content.cid import Cid
-from dapp.content.errors import ContentMismatch
 
 from client.storage.base import ContentStore
 from client.storage.errors import StorageError, StoreUnavailable
@@ -69,13 +68,7 @@ class IpfsStore(ContentStore):
                               opts=self._server_timeout())
         except ipfs_errors.ErrorResponse:
             return None  # js-ipfs and kubo answer "timed out" / "not found" for absent blocks
-        data = bytes(data)
-        try:
-            parsed.verify(data)
-        except ContentMismatch as exc:
-            raise ContentMismatch(f"{self} returned wrong bytes for block {parsed}: {exc}",
-                                  str(parsed)) from None
-        return data
+        return self._verified(parsed, bytes(data), "returned wrong bytes")
 
     def has(self, cid: Cid | str) -> bool:
         parsed = Cid.parse(cid)

@@ -12,14 +12,8 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from dapp.content.cid import Cid
-from dapp.content.errors import (
-    ContentError,
-    ContentMalformed,
-    ContentMismatch,
-    ContentMissing,
-    ContentTooLarge,
-)
-from dapp.content.unixfs import assemble
+from dapp.content.errors import ContentMissing
+from dapp.content.unixfs import assemble_object
 
 __all__ = [
     "GIO_DOMAIN_BLOCK",
@@ -27,11 +21,6 @@ __all__ = [
     "GIO_NOT_FOUND",
     "ContentSource",
     "GioSource",
-    "ContentError",
-    "ContentMissing",
-    "ContentMismatch",
-    "ContentMalformed",
-    "ContentTooLarge",
 ]
 
 GIO_DOMAIN_BLOCK = 0x10  # id = a block's binary CID
@@ -72,11 +61,4 @@ class GioSource:
         return bytes(data)
 
     def get(self, cid: str, *, max_size: int) -> bytes:
-        root = Cid.parse(cid)
-        try:
-            return assemble(root, self.get_block, max_size=max_size)
-        except ContentError as exc:
-            if exc.cid == str(root):
-                raise
-            # Name the object the caller asked for, not only the inner block that failed.
-            raise type(exc)(f"content {root}: {exc}", str(root)) from exc
+        return assemble_object(cid, self.get_block, max_size=max_size)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dapp.content.cid import DAG_PB, RAW, Cid, decode_uvarint, encode_uvarint
-from dapp.content.errors import CidError, ContentMalformed, ContentTooLarge
+from dapp.content.errors import CidError, ContentError, ContentMalformed, ContentTooLarge
 
 CHUNK_SIZE = 262_144
 MAX_LINKS = 174
@@ -246,6 +246,19 @@ def assemble(root: Cid | str | bytes, get_block: Callable[[Cid], bytes], *, max_
         raise ContentMalformed(f"{root_cid}: assembled {len(out)} bytes, filesize says "
                                f"{node.filesize}", str(root_cid))
     return bytes(out)
+
+
+def assemble_object(root: Cid | str | bytes, get_block: Callable[[Cid], bytes], *,
+                    max_size: int) -> bytes:
+    """`assemble` for a caller that asked for `root`: an error about an inner block is raised
+    again (same type) naming the object, so a report says which object could not be had."""
+    root_cid = Cid.parse(root)
+    try:
+        return assemble(root_cid, get_block, max_size=max_size)
+    except ContentError as exc:
+        if exc.cid == str(root_cid):
+            raise
+        raise type(exc)(f"content {root_cid}: {exc}", str(root_cid)) from exc
 
 
 def _append_children(parent: Cid, node: FileNode, get_block: Callable[[Cid], bytes],
