@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -62,8 +61,7 @@ def global_model(node: Node, job, notice: dict) -> Model:
     reps = result(rpc(node.api_url, "cartesi_listReports", {"limit": 1000}))["data"]
     chunks = [p.ModelChunk.decode(bytes.fromhex(r["raw_data"][2:])) for r in reps
               if r["raw_data"].startswith("0x" + p.MODEL_CHUNK.hex())]
-    mine = sorted((c for c in chunks if c.round == notice["round"]), key=lambda c: c.index)
-    data = b"".join(c.data for c in mine)
+    data = p.ModelChunk.join(chunks, bytes.fromhex(notice["model_hash"][2:]))
     assert "0x" + keccak(data).hex() == notice["model_hash"]
     return decode_model(data, job.arch, max_bytes=1 << 20)
 
@@ -149,12 +147,10 @@ def test_market_end_to_end_on_devnet(chain, tmp_path):
     finally:
         node.stop()
 
-    t0 = time.monotonic()
     report = verify(chain.url, dep.application, BACKEND, timeout=300,
                     resolver=BlockStoreResolver(block_getter(store)))
     assert report.ok and report.epochs and not report.mismatches(), [e.line() for e in report.epochs]
     assert all(e.verdict in ("OK", "OPEN") for e in report.epochs)
-    assert time.monotonic() - t0 < 300
 
 
 def run_small_job(chain, tmp_path, source: str) -> list[dict]:

@@ -83,7 +83,7 @@ def test_inbox_memory_is_bounded(monkeypatch):
     a, b = b"\x0a" * 100_000, b"\x0b" * 100_000
     ca, cb = sim.content.put(a), sim.content.put(b)
     assert "stored" in upload(sim, T0, ca, a)[-1].reports[0]
-    refused(sim, lambda: upload(sim, T0, cb, b)[0], "inbox is full")
+    refused(sim, lambda: sim.call(T0, p.PutContent(cb, len(b), 0, chunks(b)[0])), "inbox is full")
     sim.advance(inbox_mod.EXPIRY_SECONDS)
     assert "stored" in upload(sim, T0, cb, b)[-1].reports[0]      # a expired, b fits
     assert sim.inspect(f"content/{ca}")["held"] is False

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from dapp.hashing import keccak
 from dapp.market import protocol as p
 from tests.market_harness import OWNER, TOKEN, TRAINERS, WINDOWS, MarketSim, Result, digits_job
 
@@ -16,13 +17,13 @@ T0, T1, T2, T3 = TRAINERS[:4]
 
 def refused(sim: MarketSim, res_fn, *words: str) -> Result:
     """Send an input that must be refused; check the report's words and the unchanged state."""
-    before = sim.market.state.digest()
+    before = sim.market.digest()
     res = res_fn()
     assert not res.accepted, res.reports
     text = " ".join(res.reports)
     for w in words:
         assert w in text, f"{w!r} not in {text!r}"
-    assert sim.market.state.digest() == before
+    assert sim.market.digest() == before
     assert not res.outputs.emitted
     return res
 
@@ -251,9 +252,8 @@ def test_full_job_pays_by_contribution_and_refunds_the_rest():
         assert notice["accuracy"]["total"] == 100
         chunks = [p.ModelChunk.decode(r_) for r_ in res.outputs.reports
                   if r_[:4] == p.MODEL_CHUNK]
-        model_bytes = b"".join(c.data for c in sorted(chunks, key=lambda c: c.index))
-        assert "0x" + __import__("dapp.hashing").hashing.keccak(model_bytes).hex() == \
-            notice["model_hash"]
+        model_bytes = p.ModelChunk.join(chunks, bytes.fromhex(notice["model_hash"][2:]))
+        assert "0x" + keccak(model_bytes).hex() == notice["model_hash"]
     assert notice["job_finished"]["owner"] == OWNER
     balances = {t: int(sim.inspect(f"balance/{t}")["balances"].get(p.ETH, 0))
                 for t in (T0, T1, T2, T3, OWNER)}

@@ -8,7 +8,6 @@ so a deposit whose job cannot be opened is credited to the depositor's balance i
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict
 from typing import Any, Callable
 
@@ -22,22 +21,19 @@ from dapp.content.inbox import ContentInbox, UploadRefused
 from dapp.content.source import ContentSource
 from dapp.content.unixfs import chunk as unixfs_chunk
 from dapp.market import protocol as p
-from dapp.market.closing import close_round, model_digest
+from dapp.market.closing import close_round
 from dapp.market.datacard import DataCardError, parse_data_card
 from dapp.market.ledger import InsufficientBalance
-from dapp.market.spec import JobSpec, SpecError, parse_spec
+from dapp.market.spec import JobSpec, parse_spec
 from dapp.market.state import CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission
 from dapp.ml.hparams import initial_hparams
-from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model
+from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model, model_hash
 from dapp.outputs import InputRefused, Outputs
 from dapp.rollup_api import Metadata
-
-log = logging.getLogger("dapp.market")
 
 ETHER_PORTAL = "0xa632c5c05812c6a6149b7af5c56117d1d2603828"
 ERC20_PORTAL = "0xaca6586a0cf05bd831f2501e7b4aea550da6562d"
 MODEL_REPORT_CHUNK = 256 * 1024
-MAX_CACHED_OBJECTS = 256
 
 
 def _hex(b: bytes) -> str:
@@ -107,7 +103,7 @@ class Market:
             return
         try:
             job = self._open_job(st, meta, token, sender, value, exec_layer_data)
-        except (InputRefused, p.ProtocolError, SpecError) as exc:
+        except Exception as exc:  # whatever went wrong, the portal already moved the money
             reason = getattr(exc, "reason", str(exc))
             st.ledger.credit(token, sender, value)
             out.report(f"job not created, deposit of {value} credited to the balance of "
@@ -129,12 +125,11 @@ class Market:
         model_bytes = self._fetch(spec.initial_model, spec.limits.max_model_bytes, "initial model",
                                   spec.content_source)
         model = self._decode_model(model_bytes, spec)
-        canonical_bytes = encode_model(model, spec.arch)
-        digest = model_digest(canonical_bytes)
+        _, model_cid, digest = _publish(model, spec)
         job = Job(id=st.next_job_id, owner=owner, token=token, budget=value, escrow=value,
                   spec_cid=call.spec_cid, opened_at=meta.block_timestamp, status=OPEN,
-                  global_model_cid=str(unixfs_chunk(canonical_bytes)[0]),
-                  global_model_hash=digest, hparams=initial_hparams(spec.hparams))
+                  global_model_cid=model_cid, global_model_hash=digest,
+                  hparams=initial_hparams(spec.hparams))
         job.rounds.append(Round(0, meta.block_timestamp + spec.windows.start_delay,
                                 spec.round_budget(value, 0)))
         st.jobs[job.id] = job
@@ -185,7 +180,7 @@ class Market:
         model = self._decode_model(
             self._fetch(call.model_cid, spec.limits.max_model_bytes, "model",
                         spec.content_source), spec)
-        digest = model_digest(encode_model(model, spec.arch))
+        digest = _hex(model_hash(model))
         if digest == job.global_model_hash:
             raise InputRefused("the model is the current global model unchanged: no training")
         if digest in job.revealed_model_hashes:
@@ -211,8 +206,8 @@ class Market:
                      rnd.start + w.commit + w.reveal + w.validation)
         if rnd.validation_cid is not None:
             raise InputRefused(f"validation shard of round {rnd.index} already revealed")
-        if _hex(p.validation_commitment(call.shard_cid, call.salt)) != \
-                _hex(spec.validation_commitments[rnd.index]):
+        if p.validation_commitment(call.shard_cid, call.salt) != \
+                spec.validation_commitments[rnd.index]:
             raise InputRefused("shard cid and salt do not match the spec's commitment for "
                                f"round {rnd.index}")
         data = self._fetch(call.shard_cid, spec.limits.max_shard_bytes, "validation shard",
@@ -238,9 +233,8 @@ class Market:
         if rnd.validation_cid is None and now < validation_end:
             raise InputRefused(f"round {rnd.index} waits for the owner's validation shard until "
                                f"{validation_end} (block time {now})")
-        shard = self._shards.get(rnd.validation_cid) if rnd.validation_cid else None
-        if rnd.validation_cid and shard is None:  # pragma: no cover - cache is rebuilt on replay
-            raise InputRefused("validation shard no longer cached")
+        # _forget_unused keeps every open round's shard, so a revealed one is always here.
+        shard = self._shards[rnd.validation_cid] if rnd.validation_cid else None
         updates = {a: self._models[s.model_hash] for a, s in rnd.reveals.items()}
         result = close_round(spec, job, rnd, self._models[job.global_model_hash], updates, shard)
 
@@ -248,9 +242,7 @@ class Market:
             st.ledger.credit(job.token, addr, result.payouts[addr])
         paid = sum(result.payouts.values())
         job.escrow -= paid
-        model_bytes = encode_model(result.model, spec.arch)
-        root, _ = unixfs_chunk(model_bytes)
-        job.global_model_cid, job.global_model_hash = str(root), model_digest(model_bytes)
+        model_bytes, job.global_model_cid, job.global_model_hash = _publish(result.model, spec)
         self._models[job.global_model_hash] = result.model
         job.hparams = result.hparams
         if result.accuracy:
@@ -281,11 +273,8 @@ class Market:
                                      "budget": str(job.rounds[-1].budget)}
         rnd.summary = {k: v for k, v in summary.items() if k != "type"}
         out.notice(canonical.dumps(summary))
-        count = max(1, -(-len(model_bytes) // MODEL_REPORT_CHUNK))
-        digest = bytes.fromhex(job.global_model_hash[2:])
-        for i in range(count):
-            part = model_bytes[i * MODEL_REPORT_CHUNK:(i + 1) * MODEL_REPORT_CHUNK]
-            out.report(p.ModelChunk(job.id, rnd.index, digest, i, count, part).encode())
+        for chunk in p.ModelChunk.split(job.id, rnd.index, model_bytes, MODEL_REPORT_CHUNK):
+            out.report(chunk.encode())
 
     def _on_Withdraw(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
                      call: p.Withdraw) -> None:
@@ -362,7 +351,8 @@ class Market:
             except Exception as exc:
                 raise InputRefused(f"bad content id {parts[1]!r}: {exc}") from None
         if parts == ["state"]:
-            return {"digest": _hex(self.digest()), "inbox_bytes": self.inbox.held_bytes(), "jobs": len(st.jobs),
+            return {"digest": _hex(self.digest()), "inbox_bytes": self.inbox.held_bytes(),
+                    "jobs": len(st.jobs),
                     "deposited": {t: str(v) for t, v in sorted(st.ledger.deposited.items())},
                     "withdrawn": {t: str(v) for t, v in sorted(st.ledger.withdrawn.items())}}
         raise InputRefused(f"unknown query {path!r}: try jobs, job/<id>, job/<id>/round/<r>, "
@@ -442,6 +432,12 @@ class Market:
                 keep_shards.add(job.current.validation_cid)
         self._models = {h: m for h, m in self._models.items() if h in keep_models}
         self._shards = {c: s for c, s in self._shards.items() if c in keep_shards}
+
+
+def _publish(model: Model, spec: JobSpec) -> tuple[bytes, str, str]:
+    """A global model as it leaves the machine: canonical bytes, content id, keccak."""
+    data = encode_model(model, spec.arch)
+    return data, str(unixfs_chunk(data)[0]), _hex(keccak(data))
 
 
 def _int(text: str) -> int:

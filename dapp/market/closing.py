@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from dapp.canonical import fraction_str
-from dapp.hashing import keccak
 from dapp.market.spec import JobSpec
 from dapp.market.state import Job, Round
 from dapp.ml.aggregation import ClientUpdate, build_strategy
@@ -126,7 +125,3 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
         trainers.append(entry)
     return RoundResult(model=new_model, payouts=dict(split.payouts), carried=split.remainder,
                        accuracy=accuracy, hparams=hparams, trainers=trainers, fallback=fallback)
-
-
-def model_digest(data: bytes) -> str:
-    return "0x" + keccak(data).hex()

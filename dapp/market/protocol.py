@@ -245,3 +245,22 @@ class ModelChunk:
         if payload[:4] != MODEL_CHUNK:
             raise ProtocolError("not a model chunk report")
         return cls(*abi_decode(_MODEL_CHUNK_TYPES, payload[4:]))
+
+    @classmethod
+    def split(cls, job_id: int, round_: int, model: bytes, size: int) -> list["ModelChunk"]:
+        """The reports that carry `model`, `size` bytes each (the last shorter)."""
+        count = max(1, -(-len(model) // size))
+        digest = keccak(model)
+        return [cls(job_id, round_, digest, i, count, model[i * size:(i + 1) * size])
+                for i in range(count)]
+
+    @staticmethod
+    def join(chunks: list["ModelChunk"], model_hash: bytes) -> bytes:
+        """Reassemble one model from its reports; refuses missing chunks and a wrong hash."""
+        mine = sorted((c for c in chunks if c.model_hash == model_hash), key=lambda c: c.index)
+        if not mine or [c.index for c in mine] != list(range(mine[0].count)):
+            raise ProtocolError(f"model 0x{model_hash.hex()}: chunks missing or repeated")
+        data = b"".join(c.data for c in mine)
+        if keccak(data) != model_hash:
+            raise ProtocolError(f"model chunks do not hash to 0x{model_hash.hex()}")
+        return data
