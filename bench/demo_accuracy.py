@@ -16,13 +16,12 @@ Run: `.venv/bin/python -m bench.demo_accuracy`; writes bench/results/demo_accura
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench import write_results
 from client.data import DEMO_PROFILES, demo_split
 from client.jobs import DEMO_AGGREGATION, DEMO_HPARAMS, DIGITS_CNN, deterministic_initial_model
 from client.training import scaled_sign_flip, train_local
@@ -34,7 +33,7 @@ from dapp.ml.model_format import Model, decode_model
 
 ROUNDS = 5
 WEIGHT_CAP = 250
-OUT = Path(__file__).resolve().parent / "results" / "demo_accuracy.json"
+FREE_RIDERS = {p.name for p in DEMO_PROFILES if p.role == "free_rider"}
 
 
 def _updates(arch: ArchSpec, g: Model, split: Any, r: int, prev: dict[str, Model],
@@ -83,7 +82,7 @@ def main() -> dict[str, Any]:
             res = strat.aggregate(models[name], ups)
             if name == "market":
                 rejected.append(sorted(res.rejected))
-            prev[name] = {u.key: u.model for u in ups if u.key not in ("trudy",)}
+            prev[name] = {u.key: u.model for u in ups if u.key not in FREE_RIDERS}
             models[name] = res.model
             curves[name].append({"round": r, "test": _acc(arch, res.model, split.test),
                                  "shard": _acc(arch, res.model, split.shards[r])})
@@ -99,8 +98,7 @@ def main() -> dict[str, Any]:
         "curves": curves, "market_rejected_per_round": rejected,
         "elapsed_s": time.perf_counter() - t0,
     }
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    write_results("demo_accuracy", result)
     for name, c in curves.items():
         print(f"{name:<18}" + "  ".join(f"{p['test']:.3f}" for p in c))
     return result

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).resolve().parent / "results" / "trainer_round.json"
+from bench import write_results
 
 
 def main() -> dict[str, Any]:
@@ -62,7 +62,6 @@ def main() -> dict[str, Any]:
                 t_round = time.perf_counter()
                 info = tr.job_info(owner, job)
                 preps = {}
-                steps: dict[str, float] = {}
                 for i, p in enumerate(honest):
                     x, y = split.parts[p.name]
                     preps[p.name] = tr.prepare(ctxs[p.name], job, x, y, tr.Behaviour(seed=i + 1),
@@ -88,8 +87,7 @@ def main() -> dict[str, Any]:
     result = {"what": "one trainer's round vs the round's latency (windows skipped on a devnet)",
               "machine": platform.processor() or platform.machine(), "rounds": rounds,
               "measured_round": rounds[-1]}
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=1) + "\n")
+    write_results("trainer_round", result)
     m = rounds[-1]
     print(json.dumps({"steps_s": {k: round(v, 3) for k, v in m["steps_s"].items()},
                       "trainer_total_s": round(m["trainer_total_s"], 3),

@@ -130,6 +130,11 @@ def fmt_wei(v: int | str) -> str:
     return f"{Decimal(v) / ETHER:.6f} ETH" if v >= 10**12 else f"{v} wei"
 
 
+def _describe_json(uploads: list[dict[str, Any]]) -> str:
+    """describe_uploads for uploads as their to_json() dicts (what the library steps return)."""
+    return describe_uploads([UploadResult(**u) for u in uploads])
+
+
 def fmt_frac(s: str | None) -> str:
     if not s:
         return "-"
@@ -264,10 +269,8 @@ def reveal_validation(st: State, job: int, round_: int | None) -> Any:
     from client import owner as o
 
     res = o.reveal_validation(st.ctx, job, round_)
-    posted = ""
-    if res["uploads"]:
-        posted = "\n  content through inputs: " + describe_uploads(
-            [UploadResult(**u) for u in res["uploads"]])
+    posted = ("\n  content through inputs: " + _describe_json(res["uploads"])
+              if res["uploads"] else "")
     return res, lambda: console.print(f"round {res['round']} shard revealed: {res['shard_cid']}"
                                       + posted)
 
@@ -422,8 +425,7 @@ def run(st: State, job: int, data_path: str, rounds: int | None, dp_clip: float 
         elif kind == "revealed":
             msg = "accepted" if data["accepted"] else f"REFUSED: {data.get('reason')}"
             if data.get("uploads"):
-                msg += "; content through inputs: " + describe_uploads(
-                    [UploadResult(**u) for u in data["uploads"]])
+                msg += "; content through inputs: " + _describe_json(data["uploads"])
             err_console.print(f"round {data['round']}: revealed, {msg}")
         elif kind == "join":
             err_console.print(f"joined job {job}")

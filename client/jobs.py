@@ -21,7 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from dapp.market import protocol as p
-from dapp.market.spec import JobSpec, SpecError, parse_spec
+from dapp.market.spec import parse_spec
 from dapp.ml.arch import ArchSpec
 from dapp.ml.fixedpoint import quantize
 from dapp.ml.model_format import encode_dataset, encode_model, initial_model
@@ -88,6 +88,11 @@ def deterministic_initial_model(arch: ArchSpec, seed: bytes = b"tributary/initia
     return encode_model(initial_model(arch, seed), arch)
 
 
+def validation_commitments(shards: list[ShardSecret]) -> list[str]:
+    """The spec's `validation` field: one commitment per round's shard, in round order."""
+    return ["0x" + p.validation_commitment(s.cid, s.salt).hex() for s in shards]
+
+
 def build_spec(*, name: str, arch: dict[str, Any], initial_model_cid: str,
                shards: list[ShardSecret], windows: dict[str, int] | None = None,
                hparams: dict[str, Any] | None = None, aggregation: dict[str, Any] | None = None,
@@ -103,7 +108,7 @@ def build_spec(*, name: str, arch: dict[str, Any], initial_model_cid: str,
         "max_trainers": max_trainers,
         "data_schema": {"feature_shape": arch["input_shape"], "num_classes": arch["num_classes"],
                         "max_samples": max_samples, "weight_cap": weight_cap},
-        "validation": ["0x" + p.validation_commitment(s.cid, s.salt).hex() for s in shards],
+        "validation": validation_commitments(shards),
         "limits": {"max_model_bytes": 1 << 20, "max_shard_samples": 2000},
     }
     spec.update(extra or {})
@@ -115,10 +120,3 @@ def spec_bytes(spec: dict[str, Any]) -> bytes:
     data = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
     parse_spec(data)
     return data
-
-
-def check_spec(data: bytes) -> JobSpec:
-    try:
-        return parse_spec(data)
-    except SpecError:
-        raise

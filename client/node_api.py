@@ -19,10 +19,6 @@ from eth_abi import decode as abi_decode
 from dapp.hashing import keccak
 from dapp.market import protocol as p
 
-NOTICE = bytes.fromhex("c258d6e5")
-VOUCHER = bytes.fromhex("237a816f")
-
-
 class NodeError(Exception):
     """The node answered with an error, or something that is not what the API promises."""
 
@@ -64,17 +60,21 @@ class VoucherOut:
     executed_tx: str | None
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
+    def _transfer(self) -> tuple[str, int] | None:
+        """(to, amount) of an ERC-20 transfer payload; None for an ether voucher."""
+        if self.payload[:4] != p.TRANSFER:
+            return None
+        to, amount = abi_decode(["address", "uint256"], self.payload[4:])
+        return str(to).lower(), int(amount)
+
     def beneficiary(self) -> str:
         """Who the voucher pays: the destination for ether, the `to` of an ERC-20 transfer."""
-        if self.payload[:4] == p.TRANSFER:
-            to, _ = abi_decode(["address", "uint256"], self.payload[4:])
-            return str(to).lower()
-        return self.destination.lower()
+        t = self._transfer()
+        return t[0] if t else self.destination.lower()
 
     def amount(self) -> int:
-        if self.payload[:4] == p.TRANSFER:
-            return int(abi_decode(["address", "uint256"], self.payload[4:])[1])
-        return self.value
+        t = self._transfer()
+        return t[1] if t else self.value
 
 
 def _int(v: Any) -> int:

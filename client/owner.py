@@ -8,7 +8,6 @@ until the right moment (each round's shard id and salt) live in the client's loc
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from dapp.ml.model_format import decode_model, encode_model
 
 from client.chain import SentInput
 from client.config import ConfigError, Context, read_json, state_file, write_json
-from client.jobs import ShardSecret, spec_bytes, store_shards
+from client.jobs import ShardSecret, spec_bytes, store_shards, validation_commitments
 from client.node_api import NodeError, Notice
 from client.uploads import UploadResult, post_content, spec_of, uses_inputs
 
@@ -63,11 +62,8 @@ def create_job(ctx: Context, spec: dict[str, Any], model_bytes: bytes,
     spec = dict(spec, rounds=rounds)
     model_cid = ctx.store.put(canonical)
     secrets_ = store_shards(ctx.store, shards, arch)
-    from client.jobs import build_spec  # reuse the commitment code
-
     spec["initial_model"] = model_cid
-    spec["validation"] = build_spec(name="", arch=spec["arch"], initial_model_cid=model_cid,
-                                    shards=secrets_)["validation"]
+    spec["validation"] = validation_commitments(secrets_)
     try:
         data = spec_bytes(spec)
     except Exception as exc:
@@ -152,8 +148,7 @@ def global_model(ctx: Context, job: int, round_: int | None = None) -> tuple[byt
 
 
 def job_arch(ctx: Context, job: int) -> tuple[ArchSpec, dict[str, Any]]:
-    info = ctx.node.inspect(f"job/{job}")
-    spec = json.loads(ctx.store.get(info["spec_cid"], max_size=64 * 1024))
+    spec = spec_of(ctx, job)
     return ArchSpec.from_dict(spec["arch"]), spec
 
 

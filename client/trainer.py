@@ -12,6 +12,7 @@ its attackers (label flipping, scaled sign flipping) and its free rider (who cop
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -89,8 +90,6 @@ def job_info(ctx: Context, job: int) -> dict[str, Any]:
 
 
 def job_spec(ctx: Context, info: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     return dict(json.loads(ctx.store.get(info["spec_cid"], max_size=64 * 1024)))
 
 

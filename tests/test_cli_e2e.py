@@ -29,7 +29,7 @@ from rollup.anvil import DEV_ACCOUNTS
 
 pytestmark = [pytest.mark.chain, pytest.mark.slow]
 
-OWNER, T1, T2, POOR = DEV_ACCOUNTS[2], DEV_ACCOUNTS[3], DEV_ACCOUNTS[4], None
+OWNER, T1, T2 = DEV_ACCOUNTS[2], DEV_ACCOUNTS[3], DEV_ACCOUNTS[4]
 POOR_KEY = "0x" + "42" * 32  # an account nobody funded
 
 
