@@ -10,7 +10,8 @@ from hypothesis import given, settings, strategies as st
 from dapp.ml.contribution import contributions, leave_one_out, shapley_exact, shapley_sampled
 from dapp.ml.errors import ContributionError, HParamsError, RewardError
 from dapp.ml.hparams import initial_hparams, next_hparams
-from dapp.ml.randomness import KeccakStream, keccak256, seed_from
+from dapp.hashing import keccak
+from dapp.ml.randomness import KeccakStream, seed_from
 from dapp.ml.rewards import split_reward
 
 
@@ -123,9 +124,9 @@ def test_randbelow_in_range_and_deterministic(seed: bytes, n: int) -> None:
 
 def test_stream_vectors_and_shuffle() -> None:
     s = KeccakStream(b"")
-    assert s.read(32) == keccak256(bytes(8))
-    assert s.read(1) == keccak256((1).to_bytes(8, "big"))[:1]
-    assert keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    assert s.read(32) == keccak(bytes(8))
+    assert s.read(1) == keccak((1).to_bytes(8, "big"))[:1]
+    assert keccak(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
     items = list(range(20))
     KeccakStream(b"x").shuffle(items)
     assert sorted(items) == list(range(20)) and items != list(range(20))

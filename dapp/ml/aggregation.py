@@ -138,7 +138,7 @@ class Strategy(ABC):
         g = flatten(global_model)
         u, w = _stack(players, g.size)
         zero = [i for i in range(len(keys)) if np.array_equal(u[i], g)]
-        live = [i for i in range(len(keys)) if i not in set(zero)]
+        live = [i for i in range(len(keys)) if i not in zero]
         acc_l, rej_l, notes_l = self.select(g, u[live], w[live], [keys[i] for i in live])
         acc = [live[i] for i in acc_l]
         rej = {live[i]: r for i, r in rej_l.items()}

@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .aggregation import AggregateResult, ClientUpdate, Strategy, flatten, merge_duplicates
+from .aggregation import AggregateResult, ClientUpdate, Strategy, _stack, flatten, merge_duplicates
 from .arch import ArchSpec
 from .errors import ContributionError
 from .inference import PreparedShard
@@ -202,9 +202,7 @@ class RoundUtility:
         if len(self.index) != len(ps):
             raise ContributionError("player keys must be unique")
         self.g = flatten(global_model)
-        self.u = (np.stack([flatten(p.model) for p in ps]) if ps
-                  else np.zeros((0, self.g.size), dtype=np.int64))
-        self.w = np.array([p.weight for p in ps], dtype=np.int64)
+        self.u, self.w = _stack(ps, self.g.size)
         self.shard = PreparedShard(arch, x, y)
         self.layout = [(name, shape, int(np.prod(shape, dtype=np.int64))) for name, shape in arch.param_shapes()]
         self.evaluations = 0

@@ -27,7 +27,9 @@ from .arch import ArchSpec
 from .errors import (DtypeError, ExtraTensorError, FloatTensorError, HeaderError,
                      MissingTensorError, ModelFormatError, OversizeError, ShapeError,
                      TruncatedError, ValueBoundsError)
-from .randomness import KeccakStream, keccak256
+from dapp.hashing import keccak
+
+from .randomness import KeccakStream
 
 INT32_MAX = (1 << 31) - 1
 #: Default bound on |value|: int32 without INT32_MIN, so that negation never wraps.
@@ -123,7 +125,7 @@ def encode_model(model: Model, arch: ArchSpec) -> bytes:
 
 def model_hash(model: Model) -> bytes:
     """keccak-256 of the canonical encoding (independent of the spec: names and shapes are in it)."""
-    return keccak256(_encode_tensors([(k, model[k]) for k in sorted(model)]))
+    return keccak(_encode_tensors([(k, model[k]) for k in sorted(model)]))
 
 
 def encode_dataset(x: np.ndarray, y: np.ndarray) -> bytes:
@@ -304,26 +306,3 @@ def initial_model(arch: ArchSpec, seed: bytes) -> Model:
         out[name] = np.array(vals, dtype=np.int32).reshape(shape)
     return Model(out)
 
-
-def flatten_model(model: Mapping[str, np.ndarray], arch: ArchSpec) -> np.ndarray:
-    """All parameters as one int64 vector in sorted-name order (the aggregation layout)."""
-    return np.concatenate([np.asarray(model[name], dtype=np.int64).reshape(-1)
-                           for name, _ in arch.param_shapes()])
-
-
-def unflatten_model(flat: np.ndarray, arch: ArchSpec) -> Model:
-    """Inverse of ``flatten_model``; refuses values outside int32 rather than wrapping."""
-    flat = np.asarray(flat)
-    if flat.shape != (arch.param_count(),):
-        raise ShapeError(f"flat vector of {flat.shape} where ({arch.param_count()},) is needed")
-    if flat.size and (int(flat.min()) < -DEFAULT_MAX_ABS or int(flat.max()) > DEFAULT_MAX_ABS):
-        raise ValueBoundsError("flat vector holds values outside int32")
-    out: dict[str, np.ndarray] = {}
-    pos = 0
-    for name, shape in arch.param_shapes():
-        n = 1
-        for s in shape:
-            n *= s
-        out[name] = flat[pos:pos + n].astype(np.int32).reshape(shape)
-        pos += n
-    return Model(out)

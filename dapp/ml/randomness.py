@@ -12,16 +12,11 @@ from __future__ import annotations
 
 from typing import MutableSequence, TypeVar
 
-from Crypto.Hash import keccak
+from dapp.hashing import keccak
 
 T = TypeVar("T")
 
 SEED_DOMAIN = b"tributary/seed/v1"
-
-
-def keccak256(data: bytes) -> bytes:
-    """Ethereum's keccak-256 (not NIST SHA3-256)."""
-    return keccak.new(digest_bits=256, data=data).digest()
 
 
 def seed_from(*parts: bytes) -> bytes:
@@ -31,7 +26,7 @@ def seed_from(*parts: bytes) -> bytes:
         if not isinstance(p, (bytes, bytearray)):
             raise TypeError(f"seed parts must be bytes, got {type(p).__name__}")
         buf += len(p).to_bytes(8, "big") + bytes(p)
-    return keccak256(bytes(buf))
+    return keccak(bytes(buf))
 
 
 class KeccakStream:
@@ -48,7 +43,7 @@ class KeccakStream:
         out = bytearray()
         while len(out) < n:
             if not self._buf:
-                self._buf = keccak256(self._seed + self._counter.to_bytes(8, "big"))
+                self._buf = keccak(self._seed + self._counter.to_bytes(8, "big"))
                 self._counter += 1
             take = min(n - len(out), len(self._buf))
             out += self._buf[:take]

@@ -19,6 +19,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), "..",
 
 import numpy as np  # noqa: E402
 
+from dapp.hashing import keccak  # noqa: E402
 from dapp.ml.aggregation import ClientUpdate, build_strategy  # noqa: E402
 from dapp.ml.arch import ArchSpec  # noqa: E402
 from dapp.ml.contribution import (RoundUtility, leave_one_out, score_round, shapley_exact,  # noqa: E402
@@ -28,7 +29,7 @@ from dapp.ml.hparams import initial_hparams, next_hparams  # noqa: E402
 from dapp.ml.inference import count_correct, forward, predict  # noqa: E402
 from dapp.ml.model_format import (Model, decode_dataset, decode_model, encode_dataset,  # noqa: E402
                                   encode_model, initial_model, model_hash)
-from dapp.ml.randomness import KeccakStream, keccak256, seed_from  # noqa: E402
+from dapp.ml.randomness import KeccakStream, seed_from  # noqa: E402
 from dapp.ml.rewards import split_reward  # noqa: E402
 
 ARCH = ArchSpec.from_dict({
@@ -53,7 +54,7 @@ lines: list[str] = []
 
 
 def emit(name: str, data: bytes, show: str = "") -> None:
-    line = f"{name} {keccak256(data).hex()}" + (f" {show}" if show else "")
+    line = f"{name} {keccak(data).hex()}" + (f" {show}" if show else "")
     lines.append(line)
     print(line)
 
