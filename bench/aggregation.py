@@ -7,12 +7,11 @@ implementation would cost, without exactness). ``--full`` adds 4M parameters.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
+from bench import write_results
 from dapp.ml.aggregation import ClientUpdate, build_strategy
 from dapp.ml.model_format import Model
 
@@ -63,10 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         out[str(p)] = row
         print(f"{p:>9} " + " ".join(f"{v * 1000:>14.1f}ms" for v in row.values()))
     res = {"updates": 10, "seconds": out, "note": "aggregate() incl. duplicate detection (keccak of each model)"}
-    path = Path(__file__).parent / "results" / "aggregation.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {path}")
+    write_results("aggregation", res)
 
 
 if __name__ == "__main__":

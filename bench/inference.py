@@ -10,12 +10,11 @@ Each at batch sizes 128 and 512. ``--full`` uses 16x more samples.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 
+from bench import write_results
 from dapp.ml import inference
 from dapp.ml.fixedpoint import rescale, to_torch_state_dict, torch_module
 from tests.ml_scenarios import CNN_SPEC, arch_for, digits, global_model, to_fixed
@@ -104,9 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     out = {"samples": n, "int_samples_per_s": results, "torch_samples_per_s": {str(k): v for k, v in torch_rates.items()},
            "best_layout": best, "best_ratio_vs_torch_1thread": results[best] / torch_rates[1],
            "best_ratio_vs_torch_2threads": results[best] / torch_rates[2]}
-    path = Path(__file__).parent / "results" / "inference.json"
-    path.write_text(json.dumps(out, indent=1, sort_keys=True) + "\n")
-    print(f"wrote {path}")
+    write_results("inference", out)
 
 
 if __name__ == "__main__":

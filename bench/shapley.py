@@ -13,10 +13,9 @@ Baseline in the same run: leave-one-out on the same players (n + 1 utility evalu
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
+from bench import write_results
 from dapp.ml.aggregation import build_strategy
 from dapp.ml.contribution import RoundUtility, leave_one_out, shapley_exact, shapley_sampled
 from dapp.ml.randomness import KeccakStream
@@ -65,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
                                      "exact_range": [float(min(ex.values())), float(max(ex.values()))]}
                 print(f"error {key:<38} max {max(errs):6.2f}  mean {sum(errs) / len(errs):6.2f}  "
                       f"spearman {rho:.3f}  (exact values in [{float(min(ex.values())):.1f}, {float(max(ex.values())):.1f}])")
-    path = Path(__file__).parent / "results" / "shapley.json"
-    path.write_text(json.dumps(out, indent=1, sort_keys=True, default=str) + "\n")
-    print(f"wrote {path}")
+    write_results("shapley", out)
 
 
 if __name__ == "__main__":
