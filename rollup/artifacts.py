@@ -92,7 +92,3 @@ def load_artifact(name: str) -> Artifact:
     if theirs.is_file():
         return _read(theirs, name)
     raise ArtifactError(f"no artifact {name!r}: looked at {ours} and {theirs} (run `make setup`?)")
-
-
-def abi(name: str) -> list[dict[str, Any]]:
-    return load_artifact(name).abi

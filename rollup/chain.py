@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from typing import Any, Iterable
+from typing import Any
 
 from eth_abi import decode as abi_decode
 from eth_account import Account
@@ -258,7 +258,3 @@ def deploy_contract(w3: Web3, private_key: str, name: str, *ctor_args: Any) -> s
     if not addr:
         raise ChainError(f"deploying {name} gave no contract address")
     return str(addr)
-
-
-def addresses(items: Iterable[str]) -> list[str]:
-    return [to_checksum_address(a) for a in items]

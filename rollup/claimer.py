@@ -20,8 +20,7 @@ from web3 import Web3
 from rollup.anvil import DEV_ACCOUNTS
 from rollup.chain import ContractRevert, contract, send_tx
 from rollup.merkle import OutputsTree
-from rollup.store import (EPOCH_CLAIM_ACCEPTED, EPOCH_CLAIM_SUBMITTED, EPOCH_CLOSED, EPOCH_OPEN,
-                          Store)
+from rollup.store import EPOCH_CLAIM_ACCEPTED, EPOCH_CLOSED, EPOCH_OPEN, Store
 
 log = logging.getLogger(__name__)
 
@@ -101,5 +100,4 @@ class Claimer:
         raise ClaimConflictError(f"epoch {epoch}: NotFirstClaim but no ClaimAccepted event found")
 
 
-__all__ = ["Claimer", "ClaimConflictError", "close_ready_epochs", "claimer_key",
-           "EPOCH_CLAIM_SUBMITTED"]
+__all__ = ["Claimer", "ClaimConflictError", "close_ready_epochs", "claimer_key"]

@@ -63,9 +63,3 @@ def resolver_from_args(content_store: str | None, ipfs_api: str | None) -> Block
 
     return BlockStoreResolver(block_getter(open_content_store(content_store, ipfs_api)))
 
-
-def open_resolver(*, content_store: str | None = None,
-                  ipfs_api: str | None = None) -> BlockStoreResolver:
-    """The entry point rollup.gio.resolver_from_args looks for (it names the module
-    `rollup.content_store`; this module is `rollup.content`)."""
-    return resolver_from_args(content_store, ipfs_api)

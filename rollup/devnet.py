@@ -25,13 +25,11 @@ Library use (tests, client demo)::
 
 What the node gets: ``run_node(deployment_path, backend, <state-dir>/node, rpc_url=<anvil url>,
 claimer_key=<account 0 key>, http_port=<--http-port or rollup.node.DEFAULT_HTTP_PORT>,
-api_port=<--api-port or rollup.node.DEFAULT_API_PORT>, block=False)``, then ``node.run_forever()``
-(keyword arguments that ``run_node`` does not declare are left out).
+api_port=<--api-port or rollup.node.DEFAULT_API_PORT>, block=False)``, then ``node.run_forever()``.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import shutil
 import signal
@@ -39,7 +37,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -78,17 +75,18 @@ class Devnet:
 
 
 def _start_anvil(port: int | None, state_path: Path, block_time: float | None) -> Anvil:
-    chain = Anvil(port, block_time=block_time, state_path=state_path, state_interval=STATE_INTERVAL_S)
+    def start() -> Anvil:
+        return Anvil(port, block_time=block_time, state_path=state_path, state_interval=STATE_INTERVAL_S).start()
+
     try:
-        return chain.start()
+        return start()
     except AnvilError as exc:
         if not state_path.exists():
             raise
         broken = state_path.with_name(f"{state_path.name}.broken-{int(time.time())}")
         log.warning("saved chain state %s is unusable (%s); moved to %s, starting fresh", state_path, exc, broken)
         state_path.replace(broken)
-        return Anvil(port, block_time=block_time, state_path=state_path,
-                     state_interval=STATE_INTERVAL_S).start()
+        return start()
 
 
 def start_devnet(
@@ -137,34 +135,18 @@ def start_devnet(
 
 
 def _call_run_node(net: Devnet, backend: str, http_port: int | None, api_port: int | None) -> None:
-    try:
-        import rollup.node as node_mod  # the node engineer's module
-    except ImportError as exc:
-        log.warning("rollup.node is not available (%s); keeping only the chain up", exc)
-        _wait_forever()
-        return
-    run_node = node_mod.run_node
-    wanted: dict[str, Any] = {
-        "rpc_url": net.anvil.url,
-        "claimer_key": DEV_ACCOUNTS[0].private_key,
-        # the node's standard ports unless given (its library default is "any free port")
-        "http_port": http_port if http_port is not None else getattr(node_mod, "DEFAULT_HTTP_PORT", None),
-        "api_port": api_port if api_port is not None else getattr(node_mod, "DEFAULT_API_PORT", None),
-        "block": False,
-    }
-    wanted = {k: v for k, v in wanted.items() if v is not None}
-    params = inspect.signature(run_node).parameters
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    if not takes_any:
-        wanted = {k: v for k, v in wanted.items() if k in params}
+    from rollup.node import DEFAULT_API_PORT, DEFAULT_HTTP_PORT, run_node
+
     net.node_dir.mkdir(parents=True, exist_ok=True)
-    node = run_node(net.deployment_path, backend, net.node_dir, **wanted)
-    if not wanted.get("block", True) and hasattr(node, "run_forever"):
-        for attr, label in (("rollup_url", "rollup API"), ("api_url", "node API")):
-            if hasattr(node, attr):
-                click.echo(f"{label:<13}{getattr(node, attr)}")
-        click.echo(f"node state   {net.node_dir.resolve()}  (Ctrl-C stops node and chain)")
-        node.run_forever()  # returns on SIGINT/SIGTERM, after stopping the node
+    # the node's standard ports unless given (its library default is "any free port")
+    node = run_node(net.deployment_path, backend, net.node_dir, block=False, rpc_url=net.anvil.url,
+                    claimer_key=DEV_ACCOUNTS[0].private_key,
+                    http_port=DEFAULT_HTTP_PORT if http_port is None else http_port,
+                    api_port=DEFAULT_API_PORT if api_port is None else api_port)
+    click.echo(f"{'rollup API':<13}{node.rollup_url}")
+    click.echo(f"{'node API':<13}{node.api_url}")
+    click.echo(f"node state   {net.node_dir.resolve()}  (Ctrl-C stops node and chain)")
+    node.run_forever()  # returns on SIGINT/SIGTERM, after stopping the node
 
 
 def _wait_forever() -> None:

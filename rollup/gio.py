@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +59,11 @@ class BlockStoreResolver:
         return GioResponse(CODE_OK, bytes(data))
 
 
-class ResolverConfigError(Exception):
-    """The content-store options given to the node cannot be turned into a resolver."""
-
-
-def resolver_from_args(
-    content_store: str | None = None, ipfs_api: str | None = None, **_: Any
-) -> ContentResolver:
-    """Build the node's resolver from its CLI options; storage modules are imported lazily.
-
-    The stores live in `client.storage`; `rollup.content.open_resolver` wires one in.
-    """
+def resolver_from_args(content_store: str | None = None, ipfs_api: str | None = None) -> ContentResolver:
+    """Build the node's resolver from its CLI options (`rollup.content` wires in the stores of
+    `client.storage`, imported lazily)."""
     if not content_store and not ipfs_api:
         return NullResolver()
-    try:
-        from rollup import content as cs
-    except ImportError as exc:
-        raise ResolverConfigError(
-            f"a content store was requested but rollup.content cannot be imported: {exc}"
-        ) from exc
-    return cs.open_resolver(content_store=content_store, ipfs_api=ipfs_api)
+    from rollup import content
+
+    return content.resolver_from_args(content_store, ipfs_api)

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from Crypto.Hash import keccak as _keccak
+from dapp.hashing import keccak as keccak256
 
 HEIGHT = 63
 LEAF_SIZE = 32
@@ -43,10 +43,6 @@ EMPTY_LEAF = b"\x00" * 32
 
 class MerkleError(ValueError):
     """A bad index, size or proof shape."""
-
-
-def keccak256(data: bytes) -> bytes:
-    return _keccak.new(digest_bits=256, data=data).digest()
 
 
 def leaf_hash(output: bytes) -> bytes:
@@ -128,9 +124,6 @@ class OutputsTree:
             raise MerkleError(f"cannot truncate a tree of {len(self)} leaves to {size}")
         for i in range(HEIGHT + 1):
             del self.levels[i][size >> i:]
-
-    def leaf(self, index: int) -> bytes:
-        return self.levels[0][index]
 
     # ------------------------------------------------------------------ reading
 

@@ -33,7 +33,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any, Iterator, Sequence
 
 from eth_utils import to_checksum_address
 
@@ -369,31 +369,31 @@ class Node:
             except Exception as exc:  # chain hiccups, nonce races, reverts: retried next poll
                 log.warning("claim failed, will retry: %s", exc)
 
-    def _serve_inspects(self) -> None:
+    def _pending_inspects(self) -> Iterator[tuple[bytes, Future]]:
+        """The queued inspects whose callers still wait, each marked running."""
         while True:
             try:
                 payload, fut = self._inspects.get_nowait()
             except queue.Empty:
                 return
             if fut.set_running_or_notify_cancel():
-                try:
-                    res = self._run_request(MachineRequest("inspect", payload))
-                    fut.set_result(InspectResult(_INSPECT_STATUS[res.status], res.reports,
-                                                 self.processed_count, res.exception_payload))
-                    if res.status in (EXCEPTION, DIED):
-                        self._restart_backend()
-                except BaseException as exc:
-                    fut.set_exception(exc)
-                    raise
+                yield payload, fut
+
+    def _serve_inspects(self) -> None:
+        for payload, fut in self._pending_inspects():
+            try:
+                res = self._run_request(MachineRequest("inspect", payload))
+                fut.set_result(InspectResult(_INSPECT_STATUS[res.status], res.reports,
+                                             self.processed_count, res.exception_payload))
+                if res.status in (EXCEPTION, DIED):
+                    self._restart_backend()
+            except BaseException as exc:
+                fut.set_exception(exc)
+                raise
 
     def _fail_inspects(self) -> None:
-        while True:
-            try:
-                _, fut = self._inspects.get_nowait()
-            except queue.Empty:
-                return
-            if fut.set_running_or_notify_cancel():
-                fut.set_exception(NodeError("the node stopped"))
+        for _, fut in self._pending_inspects():
+            fut.set_exception(NodeError("the node stopped"))
 
     def _run_request(self, req: MachineRequest) -> RequestResult:
         assert self.supervisor is not None

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 EVM_ADVANCE_SELECTOR = bytes.fromhex("415bf363")
 EVM_ADVANCE_TYPES = ["uint256", "address", "address", "uint256", "uint256", "uint256", "uint256", "bytes"]
 INPUT_ADDED_TOPIC = keccak(text="InputAdded(address,uint256,bytes)")
+OUTPUT_EXECUTED_TOPIC = keccak(text="OutputExecuted(uint64,bytes)")
 
 
 class InputDecodeError(Exception):
@@ -123,6 +124,3 @@ class InputReader:
             found += len(rows)
             start = end + 1
         return found
-
-
-OUTPUT_EXECUTED_TOPIC = keccak(text="OutputExecuted(uint64,bytes)")

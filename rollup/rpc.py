@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable
 
 from rollup import outputs
-from rollup.server import LoopbackServer
+from rollup.server import LoopbackServer, drain
 from rollup.outputs import DELEGATE_CALL_VOUCHER_SELECTOR, NOTICE_SELECTOR, VOUCHER_SELECTOR
 from rollup.store import EPOCH_CLAIM_ACCEPTED, EpochRecord, InputRecord, OutputRecord, ReportRecord
 
@@ -136,6 +135,17 @@ class NodeApi:
         if extra:
             raise RpcError(INVALID_PARAMS, f"unknown parameters: {sorted(extra)}")
 
+    def _one(self, p: dict[str, Any], name: str, what: str, fetch: Callable[[int], Any],
+             shape: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
+        """A get-by-index method: `p` holds only `name` (and the application)."""
+        self._known(p, {name})
+        self._app(p)
+        idx = self._index(p, name, required=True)
+        item = fetch(idx)
+        if item is None:
+            raise RpcError(RESOURCE_NOT_FOUND, f"{what} {idx} not found")
+        return {"data": shape(item)}
+
     @staticmethod
     def _paged(data: list[Any], total: int, limit: int, offset: int) -> dict[str, Any]:
         return {"data": data, "pagination": {"total_count": total, "limit": limit, "offset": offset}}
@@ -245,13 +255,7 @@ class NodeApi:
         return self._paged([self.output_json(o, claims) for o in outs], total, limit, offset)
 
     def get_output(self, p: dict[str, Any]) -> Any:
-        self._known(p, {"output_index"})
-        self._app(p)
-        idx = self._index(p, "output_index", required=True)
-        out = self.store.get_output(idx)
-        if out is None:
-            raise RpcError(RESOURCE_NOT_FOUND, f"output {idx} not found")
-        return {"data": self.output_json(out)}
+        return self._one(p, "output_index", "output", self.store.get_output, self.output_json)
 
     def list_inputs(self, p: dict[str, Any]) -> Any:
         self._known(p, {"epoch_index", "sender", "limit", "offset"})
@@ -264,13 +268,7 @@ class NodeApi:
         return self._paged([self.input_json(r) for r in recs], total, limit, offset)
 
     def get_input(self, p: dict[str, Any]) -> Any:
-        self._known(p, {"input_index"})
-        self._app(p)
-        idx = self._index(p, "input_index", required=True)
-        rec = self.store.get_input(idx)
-        if rec is None:
-            raise RpcError(RESOURCE_NOT_FOUND, f"input {idx} not found")
-        return {"data": self.input_json(rec)}
+        return self._one(p, "input_index", "input", self.store.get_input, self.input_json)
 
     def list_reports(self, p: dict[str, Any]) -> Any:
         self._known(p, {"epoch_index", "input_index", "limit", "offset"})
@@ -281,13 +279,11 @@ class NodeApi:
         return self._paged([self.report_json(r) for r in reps], total, limit, offset)
 
     def get_report(self, p: dict[str, Any]) -> Any:
-        self._known(p, {"report_index"})
-        self._app(p)
-        idx = self._index(p, "report_index", required=True)
-        reps, _ = self.store.list_reports(limit=1, offset=idx)
-        if not reps or reps[0].index != idx:
-            raise RpcError(RESOURCE_NOT_FOUND, f"report {idx} not found")
-        return {"data": self.report_json(reps[0])}
+        def fetch(idx: int) -> ReportRecord | None:
+            reps, _ = self.store.list_reports(limit=1, offset=idx)
+            return reps[0] if reps and reps[0].index == idx else None
+
+        return self._one(p, "report_index", "report", fetch, self.report_json)
 
     def list_epochs(self, p: dict[str, Any]) -> Any:
         self._known(p, {"status", "limit", "offset"})
@@ -300,13 +296,7 @@ class NodeApi:
         return self._paged([self.epoch_json(e) for e in eps], total, limit, offset)
 
     def get_epoch(self, p: dict[str, Any]) -> Any:
-        self._known(p, {"epoch_index"})
-        self._app(p)
-        idx = self._index(p, "epoch_index", required=True)
-        ep = self.store.get_epoch(idx)
-        if ep is None:
-            raise RpcError(RESOURCE_NOT_FOUND, f"epoch {idx} not found")
-        return {"data": self.epoch_json(ep)}
+        return self._one(p, "epoch_index", "epoch", self.store.get_epoch, self.epoch_json)
 
     def get_processed_input_count(self, p: dict[str, Any]) -> Any:
         self._known(p, set())
@@ -377,13 +367,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if length < 0 or length > limit:
-            self.close_connection = True
-            remaining = length if 0 < length <= 64 * 1024 * 1024 else 0
-            while remaining > 0:  # drop the body so the client reads our 413, not a broken pipe
-                chunk = self.rfile.read(min(remaining, 1 << 20))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
+            drain(self, length)
             self._send(413, {"error": f"body larger than {limit} bytes"})
             return None
         return self.rfile.read(length) if length else b""
@@ -459,4 +443,3 @@ class ApiServer(LoopbackServer):
         self.node = node
         self.api = NodeApi(node)
         self.inspect_timeout = inspect_timeout
-        self._thread: threading.Thread | None = None

@@ -74,7 +74,6 @@ class RollupMachine:
         self._cond = threading.Condition()
         self._pending: MachineRequest | None = None
         self._current: MachineRequest | None = None
-        self.finish_calls = 0
 
     # --- the node's side -------------------------------------------------------------------
     def submit(self, req: MachineRequest) -> None:
@@ -121,7 +120,6 @@ class RollupMachine:
 
     def finish(self, accept: bool) -> MachineRequest | None:
         with self._cond:
-            self.finish_calls += 1
             self._complete(ACCEPTED if accept else REJECTED)
             deadline = time.monotonic() + self.finish_wait
             while self._pending is None:
@@ -164,6 +162,19 @@ class RollupMachine:
     def gio(self, domain: int, id: bytes) -> tuple[int, bytes]:
         resp = self.resolver.resolve(domain, id)
         return int(resp.code), bytes(resp.data)
+
+
+def drain(handler: BaseHTTPRequestHandler, length: int) -> None:
+    """Read and drop a refused body, so the client gets our answer instead of a broken pipe
+    (beyond 64 MiB we just hang up)."""
+    handler.close_connection = True
+    if length > 64 * 1024 * 1024:
+        return
+    while length > 0:
+        chunk = handler.rfile.read(min(length, 1 << 20))
+        if not chunk:
+            return
+        length -= len(chunk)
 
 
 # --- request validation, as the real server does it -----------------------------------------
@@ -231,25 +242,13 @@ class _Handler(BaseHTTPRequestHandler):
         if data:
             self.wfile.write(data)
 
-    def _drain(self, length: int) -> None:
-        """Read and drop a refused body, so the client gets our answer instead of a broken pipe
-        (beyond 64 MiB we just hang up)."""
-        self.close_connection = True
-        if length > 64 * MAX_BODY // 5:
-            return
-        while length > 0:
-            chunk = self.rfile.read(min(length, 1 << 20))
-            if not chunk:
-                return
-            length -= len(chunk)
-
     def _not_post(self) -> None:
         path = self.path.split("?")[0]
         length = int(self.headers.get("Content-Length") or 0)
         if 0 < length <= MAX_BODY:
             self.rfile.read(length)
         elif length > MAX_BODY:
-            self._drain(length)
+            drain(self, length)
         if path in ENDPOINTS:
             self._send(405, "Method Not Allowed")
         else:
@@ -266,7 +265,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, "invalid Content-Length")
             return
         if length > MAX_BODY:
-            self._drain(length)
+            drain(self, length)
             self._send(413, "JSON payload (%d bytes) is larger than allowed (limit: %d bytes)." % (length, MAX_BODY))
             return
         raw = self.rfile.read(length) if length else b""
@@ -343,6 +342,7 @@ class LoopbackServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     thread_name = "http"
+    _thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -358,7 +358,7 @@ class LoopbackServer(ThreadingHTTPServer):
     def stop(self) -> None:
         self.shutdown()
         self.server_close()
-        if getattr(self, "_thread", None) is not None:
+        if self._thread is not None:
             self._thread.join(timeout=5)
 
 
@@ -370,4 +370,3 @@ class RollupHttpServer(LoopbackServer):
     def __init__(self, machine: RollupMachine, host: str = "127.0.0.1", port: int = 0) -> None:
         super().__init__((host, port), _Handler)
         self.machine = machine
-        self._thread: threading.Thread | None = None

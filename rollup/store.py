@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from eth_hash.auto import keccak
+from rollup.merkle import leaf_hash
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -136,6 +136,8 @@ class EpochRecord:
     claim_tx: str | None
 
 
+_OUTPUT_SELECT = ("SELECT idx, input_index, epoch, raw, hash,"
+                  " (SELECT tx_hash FROM executions WHERE output_index=outputs.idx) FROM outputs")
 _INPUT_COLS = (
     "idx, epoch, block_number, block_timestamp, chain_id, app_contract, msg_sender, prev_randao,"
     " payload, raw, tx_hash, status, exception_payload, output_base"
@@ -233,9 +235,6 @@ class Store:
         return int(self.get_meta("processed_count", "0"))
 
     # --- inputs -----------------------------------------------------------------------------
-    def input_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM inputs").fetchone()[0]
-
     def add_inputs(self, inputs: list[InputRecord], scanned_block: int, epoch_length: int) -> None:
         """Append inputs (strictly the next indices) and move the reader's cursor, atomically."""
         with self.tx() as db:
@@ -307,7 +306,7 @@ class Store:
             if count != output_base:
                 raise StoreError(f"input {rec.index}: output base {output_base} but {count} outputs stored")
             for i, raw in enumerate(outputs):
-                out = OutputRecord(output_base + i, rec.index, rec.epoch, raw, keccak(raw))
+                out = OutputRecord(output_base + i, rec.index, rec.epoch, raw, leaf_hash(raw))
                 db.execute(
                     "INSERT INTO outputs(idx, input_index, epoch, raw, hash) VALUES(?,?,?,?,?)",
                     (out.index, out.input_index, out.epoch, out.raw, out.hash),
@@ -335,15 +334,12 @@ class Store:
 
     def outputs_of_input(self, input_index: int) -> list[OutputRecord]:
         rows = self.db.execute(
-            "SELECT idx, input_index, epoch, raw, hash, (SELECT tx_hash FROM executions WHERE output_index=outputs.idx) FROM outputs WHERE input_index=? ORDER BY idx",
-            (input_index,),
+            f"{_OUTPUT_SELECT} WHERE input_index=? ORDER BY idx", (input_index,),
         ).fetchall()
         return [_output(r) for r in rows]
 
     def get_output(self, index: int) -> OutputRecord | None:
-        row = self.db.execute(
-            "SELECT idx, input_index, epoch, raw, hash, (SELECT tx_hash FROM executions WHERE output_index=outputs.idx) FROM outputs WHERE idx=?", (index,)
-        ).fetchone()
+        row = self.db.execute(f"{_OUTPUT_SELECT} WHERE idx=?", (index,)).fetchone()
         return None if row is None else _output(row)
 
     def list_outputs(self, where: str = "", args: list | None = None, limit: int = 50,
@@ -352,14 +348,10 @@ class Store:
         clause = f"WHERE {where}" if where else ""
         total = self.db.execute(f"SELECT COUNT(*) FROM outputs {clause}", args).fetchone()[0]
         rows = self.db.execute(
-            f"SELECT idx, input_index, epoch, raw, hash, (SELECT tx_hash FROM executions WHERE output_index=outputs.idx) FROM outputs {clause}"
-            " ORDER BY idx LIMIT ? OFFSET ?",
+            f"{_OUTPUT_SELECT} {clause} ORDER BY idx LIMIT ? OFFSET ?",
             args + [limit, offset],
         ).fetchall()
         return [_output(r) for r in rows], total
-
-    def all_outputs(self) -> list[OutputRecord]:
-        return self.list_outputs(limit=-1)[0]
 
     def add_executions(self, executions: list[tuple[int, str]], scanned_block: int) -> None:
         """Record OutputExecuted events (kept apart from outputs: an output may be executed

@@ -50,7 +50,7 @@ class Supervisor:
     """Starts, watches and restarts one backend process.
 
     PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, so the node calls
-    `start`/`restart` only from its long-lived worker thread (or the main thread).
+    `start` only from its long-lived worker thread (or the main thread).
     """
 
     def __init__(
@@ -58,13 +58,11 @@ class Supervisor:
         command: str | Sequence[str],
         rollup_url: str,
         env: dict[str, str] | None = None,
-        cwd: str | None = None,
         log_file: IO[bytes] | None = None,
     ) -> None:
         self.argv = backend_argv(command)
         self.rollup_url = rollup_url
         self.extra_env = dict(env or {})
-        self.cwd = cwd
         self.log_file = log_file
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -79,7 +77,6 @@ class Supervisor:
                 self.proc = subprocess.Popen(
                     self.argv,
                     env=env,
-                    cwd=self.cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=self.log_file if self.log_file is not None else None,
                     stderr=subprocess.STDOUT if self.log_file is not None else None,
@@ -108,7 +105,3 @@ class Supervisor:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()

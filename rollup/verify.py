@@ -21,11 +21,10 @@ from eth_abi import decode as abi_decode
 from eth_utils import to_checksum_address
 
 from rollup.chain import call_fn, connect, contract
+from rollup.deploy import DATA_AVAILABILITY_INPUTBOX
 from rollup.node import Node
 
 log = logging.getLogger(__name__)
-
-INPUTBOX_DA_SELECTOR = bytes.fromhex("b12c9ede")
 
 OK = "OK"
 MISMATCH = "MISMATCH"
@@ -80,7 +79,7 @@ def app_setup(w3: Any, app: str) -> dict[str, Any]:
     """What the chain says about the app: InputBox, Authority, epoch length, deployment block."""
     c = contract(w3, "Application", app)
     da = bytes(call_fn(c.functions.getDataAvailability()))
-    if da[:4] != INPUTBOX_DA_SELECTOR:
+    if da[:4] != DATA_AVAILABILITY_INPUTBOX:
         raise VerifyError(f"app {app} does not take its inputs from an InputBox (data availability 0x{da[:4].hex()})")
     (input_box,) = abi_decode(["address"], da[4:])
     authority = to_checksum_address(call_fn(c.functions.getOutputsMerkleRootValidator()))
