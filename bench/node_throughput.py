@@ -14,7 +14,7 @@ Run: `.venv/bin/python -m bench.node_throughput [--inputs N]`; writes bench/resu
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import platform
 import sys
 import tempfile
@@ -26,6 +26,7 @@ from typing import Any
 from eth_account import Account
 from eth_utils import to_checksum_address
 
+from bench import write_results
 from rollup.anvil import DEV_ACCOUNTS, Anvil
 from rollup.chain import connect, contract
 from rollup.deploy import Deployment, deploy_devnet
@@ -35,7 +36,6 @@ from rollup.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = [sys.executable, str(ROOT / "tests" / "backends" / "echo.py")]
-RESULTS = Path(__file__).resolve().parent / "results" / "node_throughput.json"
 EPOCH_LENGTH = 64
 SENDER = DEV_ACCOUNTS[1]
 
@@ -103,7 +103,6 @@ def rate(n: int, seconds: float) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--inputs", type=int, default=1000)
-    ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     n = args.inputs
     payloads = [b"bench input %06d" % i for i in range(n)]
@@ -151,12 +150,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "end_to_end_concurrent": rate(n, e2e_s),
         "baseline_rollup_http_only": rate(n, base_s),
         "node_vs_baseline_time_ratio": round(backlog_s / base_s, 2),
-        "machine": {"python": platform.python_version(), "cpu_count": __import__("os").cpu_count(),
+        "machine": {"python": platform.python_version(), "cpu_count": os.cpu_count(),
                     "platform": platform.platform()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results("node_throughput", result)
     return result
 
 

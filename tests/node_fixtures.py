@@ -1,5 +1,6 @@
 """Fixtures and helpers for the node tests: a real anvil with the real Cartesi artifacts, apps
-deployed per test, the echo backend, and small JSON-RPC / chain helpers.
+deployed per test, the echo backend, and small JSON-RPC / chain helpers. The chain helpers are
+`tests.chain_fixtures`' functions bound to one chain (`Chain`).
 
 Import what you need: `from tests.node_fixtures import *` brings the fixtures into a test module.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,9 +19,10 @@ import pytest
 from eth_utils import to_checksum_address
 
 from rollup.anvil import DEV_ACCOUNTS, Anvil
-from rollup.chain import connect, contract, send_tx
+from rollup.chain import connect, contract
 from rollup.deploy import Deployment, deploy_devnet
 from rollup.node import Node
+from tests import chain_fixtures
 
 ECHO_PATH = Path(__file__).resolve().parent / "backends" / "echo.py"
 ECHO = [sys.executable, str(ECHO_PATH)]
@@ -39,7 +42,7 @@ class Chain:
         self.w3 = connect(anvil.url)
 
     def mine(self, blocks: int = 1) -> None:
-        self.anvil.rpc("anvil_mine", [hex(blocks)])
+        self.anvil.mine(blocks)
 
     @property
     def block(self) -> int:
@@ -50,15 +53,10 @@ class Chain:
 
     def add_input(self, dep: Deployment, payload: bytes, key: str = USER.private_key) -> int:
         """addInput; returns the block it landed in."""
-        box = contract(self.w3, "InputBox", dep.contracts["InputBox"])
-        rcpt = send_tx(self.w3, key, box.functions.addInput(to_checksum_address(dep.application), payload))
-        return int(rcpt["blockNumber"])
+        return int(chain_fixtures.add_input(self.w3, dep, key, payload)["blockNumber"])
 
     def deposit_ether(self, dep: Deployment, value: int, data: bytes = b"", key: str = USER.private_key) -> int:
-        portal = contract(self.w3, "EtherPortal", dep.contracts["EtherPortal"])
-        rcpt = send_tx(self.w3, key, portal.functions.depositEther(to_checksum_address(dep.application), data),
-                       value=value)
-        return int(rcpt["blockNumber"])
+        return int(chain_fixtures.deposit_ether(self.w3, dep, key, value, data)["blockNumber"])
 
     def pass_epoch(self, dep: Deployment) -> None:
         """Mine until the epoch of the current block is over (a claim for it is then possible)."""
@@ -118,8 +116,6 @@ def wait_claims(node: Node, chain: Chain, dep: Deployment, timeout: float = 30) 
     """Pass the current epoch and wait until every epoch with inputs is claimed."""
     chain.pass_epoch(dep)
     node.wait_caught_up(timeout)
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         epochs, _ = node.store.list_epochs()  # type: ignore[union-attr]
