@@ -15,7 +15,6 @@ from typing import Any
 
 from rich.progress import Progress
 
-from dapp.content.inbox import UPLOAD_CHUNK
 from dapp.market import protocol as p
 
 
@@ -47,15 +46,14 @@ def post_content(ctx: Any, cid: str, data: bytes | None = None, *,
     if status.get("held"):
         return UploadResult(cid, int(status.get("bytes", 0)), 0, 0, 0, True)
     body = data if data is not None else ctx.store.get(cid)
-    count = max(1, -(-len(body) // UPLOAD_CHUNK))
+    calls = p.PutContent.chunks(cid, body)
     have = set(status.get("received", [])) if status.get("total") == len(body) else set()
-    todo = [i for i in range(count) if i not in have]
+    todo = [c for c in calls if c.index not in have]
     gas, last = 0, None
     with Progress(transient=True, disable=not show_progress) as bar:
         task = bar.add_task(f"posting {cid[:16]}... ({len(body):,} bytes)", total=len(todo))
-        for i in todo:
-            chunk = body[i * UPLOAD_CHUNK:(i + 1) * UPLOAD_CHUNK]
-            sent = ctx.chain.add_input(ctx.signer, p.PutContent(cid, len(body), i, chunk).encode())
+        for call in todo:
+            sent = ctx.chain.add_input(ctx.signer, call.encode())
             gas += sent.gas_used
             last = sent.index
             bar.advance(task)
@@ -64,7 +62,7 @@ def post_content(ctx: Any, cid: str, data: bytes | None = None, *,
         if not ctx.node.inspect(f"content/{cid}").get("held"):
             raise UploadError(f"the backend does not hold {cid} after the upload: "
                               + "; ".join(reports))
-    return UploadResult(cid, len(body), count, len(todo), gas, False)
+    return UploadResult(cid, len(body), len(calls), len(todo), gas, False)
 
 
 def describe(results: list[UploadResult]) -> str:

@@ -171,11 +171,8 @@ def run_small_job(chain, tmp_path, source: str) -> list[dict]:
     def post(cid: str, key: str) -> None:
         if source != "inputs":
             return
-        data = store.get(cid)
-        step = 60_000
-        for i in range(max(1, -(-len(data) // step))):
-            chain.add_input(dep, p.PutContent(cid, len(data), i, data[i * step:(i + 1) * step])
-                            .encode(), key=key)
+        for call in p.PutContent.chunks(cid, store.get(cid)):
+            chain.add_input(dep, call.encode(), key=key)
 
     try:
         post(job.spec_cid, OWNER_ACCT.private_key)

@@ -19,15 +19,12 @@ T0, T1, T2 = TRAINERS[:3]
 
 
 def chunks(data: bytes) -> list[bytes]:
-    return [data[i:i + UPLOAD_CHUNK] for i in range(0, len(data), UPLOAD_CHUNK)] or [b""]
+    return [c.data for c in p.PutContent.chunks("", data)]
 
 
 def upload(sim: MarketSim, sender: str, cid: str, data: bytes, order=None) -> list:
-    parts = chunks(data)
-    results = []
-    for i in (order if order is not None else range(len(parts))):
-        results.append(sim.call(sender, p.PutContent(cid, len(data), i, parts[i])))
-    return results
+    calls = p.PutContent.chunks(cid, data)
+    return [sim.call(sender, calls[i]) for i in (order if order is not None else range(len(calls)))]
 
 
 def test_put_content_input_fits_in_one_cartesi_input():

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 
+from dapp.content.inbox import UPLOAD_CHUNK
 from dapp.hashing import keccak
 
 ETH = "0x" + "00" * 20
@@ -124,6 +125,13 @@ class PutContent(Call):
     data: bytes
     SIGNATURE: ClassVar[str] = "putContent(string,uint64,uint32,bytes)"
     TYPES: ClassVar[tuple[str, ...]] = ("string", "uint64", "uint32", "bytes")
+
+    @classmethod
+    def chunks(cls, cid: str, data: bytes) -> list["PutContent"]:
+        """Every input that posts `data` under `cid`, in index order."""
+        count = max(1, -(-len(data) // UPLOAD_CHUNK))
+        return [cls(cid, len(data), i, data[i * UPLOAD_CHUNK:(i + 1) * UPLOAD_CHUNK])
+                for i in range(count)]
 
 
 ACCOUNT_CALLS: tuple[type[Call], ...] = (

@@ -98,11 +98,8 @@ def run(source: str, lines: list[str]) -> None:
     def post(cid: str) -> None:
         if source != "inputs":
             return
-        data = sim.content.objects[cid]
-        step = 60_000
-        for i in range(max(1, -(-len(data) // step))):
-            emit(lines, source, sim.call(OWNER, p.PutContent(cid, len(data), i,
-                                                             data[i * step:(i + 1) * step])))
+        for call in p.PutContent.chunks(cid, sim.content.objects[cid]):
+            emit(lines, source, sim.call(OWNER, call))
 
     post(spec_cid)
     post(spec["initial_model"])
