@@ -35,6 +35,7 @@ import requests
 from rich.console import Console
 from rich.table import Table
 
+from client.cli import fmt_frac
 from client.config import Context, resolve, write_node_file
 from client.data import DEMO_PROFILES, Profile, demo_split
 from client.keys import Signer, from_private_key
@@ -178,16 +179,11 @@ def _table(notice: dict[str, Any], names: dict[str, Actor], refusals: dict[str, 
         t.add_column(col, justify=just)  # type: ignore[arg-type]
     for tr in notice["trainers"]:
         actor = names.get(tr["address"])
-        contrib = tr.get("contribution")
-        c = "-"
-        if contrib:
-            n, _, d = contrib.partition("/")
-            c = f"{int(n) / int(d or 1):+.2f}"
         why = tr.get("reason") or refusals.get(tr["address"], "")
         style = {"accepted": "green", "rejected": "red"}.get(tr["verdict"], "yellow")
         t.add_row(actor.name if actor else tr["address"][:10], actor.role if actor else "?",
-                  f"[{style}]{tr['verdict']}[/]", c, f"{int(tr.get('reward', 0)) / ETHER:.6f}",
-                  why[:58])
+                  f"[{style}]{tr['verdict']}[/]", fmt_frac(tr.get("contribution")),
+                  f"{int(tr.get('reward', 0)) / ETHER:.6f}", why[:58])
     return t
 
 
