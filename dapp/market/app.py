@@ -249,7 +249,6 @@ class Market:
             job.accuracy_history.append(result.accuracy[0])
         job.revealed_model_hashes = sorted(
             set(job.revealed_model_hashes) | {s.model_hash for s in rnd.reveals.values()})
-        rnd.closed = True
         summary: dict[str, Any] = {
             "type": "round_closed", "job": job.id, "round": rnd.index, "token": job.token,
             "budget": str(rnd.budget), "paid": str(paid), "carried": str(result.carried),

@@ -39,8 +39,12 @@ class Round:
     commits: dict[str, str] = field(default_factory=dict)
     reveals: dict[str, Submission] = field(default_factory=dict)
     validation_cid: str | None = None
-    closed: bool = False
     summary: dict[str, Any] | None = None
+    """The round notice, once the round closed."""
+
+    @property
+    def closed(self) -> bool:
+        return self.summary is not None
 
 
 @dataclass
