@@ -209,12 +209,6 @@ def _naive_node(leaves: Sequence[bytes], level: int, start: int) -> bytes:
                      + _naive_node(leaves, level - 1, start + half))
 
 
-def naive_root(leaves: Sequence[bytes], height: int = HEIGHT) -> bytes:
-    """Reference root by recursion over the explicit tree, collapsing empty subtrees to their
-    zero hash (the only way a 2**63 tree is computable). For tests and the bench baseline."""
-    return _naive_node(leaves, height, 0)
-
-
 def naive_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     """Reference proof: recomputes each sibling subtree from the leaves (O(n) hashes)."""
     return [_naive_node(leaves, i, ((index >> i) ^ 1) << i) for i in range(HEIGHT)]

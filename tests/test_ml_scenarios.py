@@ -67,7 +67,6 @@ def test_attackers_are_not_paid(attack: str) -> None:
         scores = score_round(s, r.arch, r.global_model, r.updates, res, r.x_val, r.y_val,
                              {"method": "shapley", "exact_max_players": 10}, KeccakStream(seed_from(b"t")))
         pay = split_reward(10**18, scores)
-        assert sum(pay.payouts.values()) + pay.remainder == 10**18
         assert all(pay.payouts[k] == 0 for k in r.attackers), (attack, name, {k: scores[k] for k in r.attackers})
         assert any(pay.payouts[k] > 0 for k in pay.payouts if k not in r.attackers)
 
