@@ -16,7 +16,6 @@ from typing import Any, Iterator
 import requests
 from eth_abi import decode as abi_decode
 
-from dapp.hashing import keccak
 from dapp.market import protocol as p
 
 class NodeError(Exception):
@@ -212,27 +211,14 @@ class NodeClient:
         """The round's new global model from its ModelChunk reports, verified by keccak against
         the notice's model_hash (the notice is an output; its hash is provable on chain)."""
         want = bytes.fromhex(notice.data["model_hash"][2:])
-        chunks: dict[int, bytes] = {}
-        count = None
-        for rep in self.input_reports(notice.input_index):
-            if rep[:4] != p.MODEL_CHUNK:
-                continue
-            ch = p.ModelChunk.decode(rep)
-            if ch.job_id != notice.data["job"] or ch.round != notice.data["round"]:
-                continue
-            if ch.model_hash != want:
-                raise ModelVerificationError(f"chunk {ch.index} names model hash "
-                                             f"0x{ch.model_hash.hex()}, the notice 0x{want.hex()}")
-            count = ch.count
-            chunks[ch.index] = ch.data
-        if count is None or sorted(chunks) != list(range(count)):
-            raise ModelVerificationError(f"model chunks of job {notice.data['job']} round "
-                                         f"{notice.data['round']} are incomplete")
-        data = b"".join(chunks[i] for i in range(count))
-        if keccak(data) != want:
-            raise ModelVerificationError(
-                f"reassembled model hashes to 0x{keccak(data).hex()}, the notice says 0x{want.hex()}")
-        return data
+        chunks = [p.ModelChunk.decode(rep) for rep in self.input_reports(notice.input_index)
+                  if rep[:4] == p.MODEL_CHUNK]
+        mine = [c for c in chunks if (c.job_id, c.round) == (notice.data["job"], notice.data["round"])]
+        try:
+            return p.ModelChunk.join(mine, want)
+        except p.ProtocolError as exc:
+            raise ModelVerificationError(f"model of job {notice.data['job']} round "
+                                         f"{notice.data['round']}: {exc}") from None
 
     def vouchers(self, beneficiary: str | None = None) -> list[VoucherOut]:
         out = []
