@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from typing import Protocol
+from typing import Callable, Protocol
 
 from dapp.outputs import InputRefused, Notice, Outputs, Voucher
 from dapp.rollup_api import AdvanceRequest, Metadata, RollupClient
@@ -26,32 +26,27 @@ class Application(Protocol):
     def inspect(self, payload: bytes) -> Outputs: ...
 
 
-def handle_advance(app: Application, metadata: Metadata, payload: bytes) -> tuple[bool, Outputs]:
-    """Run one advance; returns (accepted, outputs). Refusals and bugs both reject."""
+def _guarded(run: Callable[[], Outputs], what: str) -> tuple[bool, Outputs]:
+    """Run one request; returns (accepted, outputs). Refusals and bugs both reject, with a
+    report saying why, and the loop goes on."""
     try:
-        return True, app.advance(metadata, payload)
+        return True, run()
     except InputRefused as refusal:
-        out = Outputs()
-        out.report(f"refused: {refusal.reason}")
-        return False, out
+        reason = refusal.reason
     except Exception as exc:  # a bug must not kill the backend nor change state
-        log.error("input %d raised: %s", metadata.input_index, traceback.format_exc())
-        out = Outputs()
-        out.report(f"refused: internal error {type(exc).__name__}: {exc}")
-        return False, out
+        log.error("%s raised: %s", what, traceback.format_exc())
+        reason = f"internal error {type(exc).__name__}: {exc}"
+    out = Outputs()
+    out.report(f"refused: {reason}")
+    return False, out
+
+
+def handle_advance(app: Application, metadata: Metadata, payload: bytes) -> tuple[bool, Outputs]:
+    return _guarded(lambda: app.advance(metadata, payload), f"input {metadata.input_index}")
 
 
 def handle_inspect(app: Application, payload: bytes) -> tuple[bool, Outputs]:
-    try:
-        return True, app.inspect(payload)
-    except InputRefused as refusal:
-        out = Outputs()
-        out.report(f"refused: {refusal.reason}")
-        return False, out
-    except Exception as exc:
-        out = Outputs()
-        out.report(f"refused: internal error {type(exc).__name__}: {exc}")
-        return False, out
+    return _guarded(lambda: app.inspect(payload), "inspect")
 
 
 def send(client: RollupClient, outputs: Outputs, *, advance: bool) -> None:
