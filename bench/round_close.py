@@ -63,7 +63,7 @@ def one_round(arch_dict: dict[str, Any], n: int, contribution: dict[str, Any]) -
             "data_schema": {"feature_shape": [1, 8, 8], "num_classes": 10,
                             "max_samples": 10000, "weight_cap": 1000},
             "validation": ["0x" + p.validation_commitment(shard, salt).hex()],
-            "max_trainers": 200}
+            "max_trainers": n, "limits": {"max_shard_samples": 300}}
     spec_cid = sim.content.put(json.dumps(spec).encode())
     assert sim.deposit_eth(OWNER, 10**18, p.CreateJob(spec_cid).encode()).notices
     trainers = ["0x" + (i + 1).to_bytes(20, "big").hex() for i in range(n)]

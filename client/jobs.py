@@ -109,7 +109,7 @@ def build_spec(*, name: str, arch: dict[str, Any], initial_model_cid: str,
         "data_schema": {"feature_shape": arch["input_shape"], "num_classes": arch["num_classes"],
                         "max_samples": max_samples, "weight_cap": weight_cap},
         "validation": validation_commitments(shards),
-        "limits": {"max_model_bytes": 1 << 20, "max_shard_samples": 2000},
+        "limits": {"max_model_bytes": 1 << 20, "max_shard_samples": 500},
     }
     spec.update(extra or {})
     return spec

@@ -5,6 +5,12 @@ The application never talks to the server; it returns `Outputs`. That keeps each
 all-or-nothing (nothing leaves before the handler succeeded) and lets tests drive the market
 without a server. An exception in a handler is turned into a report and a reject: the loop
 itself never dies on input.
+
+Outputs are bounded when they are made (`dapp.outputs`), so the server takes every one. Should
+it still refuse one (a bug), an advance input is reverted with `/exception` (exact on the real
+machine, and our node replays the accepted inputs into a fresh backend), and a refused inspect
+report is dropped: neither is a reason for the backend to exit. Only losing the server itself
+ends the loop.
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ import time
 import traceback
 from typing import Callable, Protocol
 
-from dapp.outputs import InputRefused, Notice, Outputs, Voucher
-from dapp.rollup_api import AdvanceRequest, Metadata, RollupClient
+from dapp.outputs import InputRefused, Notice, Outputs, Voucher, bounded_text
+from dapp.rollup_api import (AdvanceRequest, Metadata, RollupApiError, RollupClient,
+                             RollupConnectionError)
 
 log = logging.getLogger("dapp.loop")
+
+# How long the loop waits before asking again after the server refused a /finish.
+RETRY_SLEEP = 0.5
 
 
 class Application(Protocol):
@@ -34,7 +44,7 @@ def _guarded(run: Callable[[], Outputs], what: str) -> tuple[bool, Outputs]:
     except InputRefused as refusal:
         reason = refusal.reason
     except Exception as exc:  # a bug must not kill the backend nor change state
-        log.error("%s raised: %s", what, traceback.format_exc())
+        log.error("%s raised: %s", what, traceback.format_exc()[-4000:])
         reason = f"internal error {type(exc).__name__}: {exc}"
     out = Outputs()
     out.report(f"refused: {reason}")
@@ -50,6 +60,8 @@ def handle_inspect(app: Application, payload: bytes) -> tuple[bool, Outputs]:
 
 
 def send(client: RollupClient, outputs: Outputs, *, advance: bool) -> None:
+    """Post the outputs in order. A refused voucher or notice raises (the caller reverts the
+    input); a refused report is logged and skipped, since reports never change state."""
     if advance:
         for item in outputs.emitted:
             if isinstance(item, Voucher):
@@ -57,7 +69,19 @@ def send(client: RollupClient, outputs: Outputs, *, advance: bool) -> None:
             elif isinstance(item, Notice):
                 client.notice(item.payload)
     for report in outputs.reports:
-        client.report(report)
+        try:
+            client.report(report)
+        except RollupConnectionError:
+            raise
+        except RollupApiError as exc:
+            log.error("the server refused a report of %d bytes: %s", len(report), exc)
+
+
+def _revert(client: RollupClient, exc: RollupApiError) -> None:
+    """The server refused one of this input's outputs: revert the whole input."""
+    log.error("output refused, reverting the input: %s", exc)
+    client.exception(bounded_text(f"an output of this input was refused by the rollup server: "
+                                  f"{exc}"))
 
 
 def run(app: Application, client: RollupClient | None = None, *, idle_sleep: float = 0.05) -> None:
@@ -65,14 +89,29 @@ def run(app: Application, client: RollupClient | None = None, *, idle_sleep: flo
     client = client or RollupClient()
     status = "accept"
     while True:
-        request = client.finish(status)
+        try:
+            request = client.finish(status)
+        except RollupConnectionError:
+            raise
+        except RollupApiError as exc:  # e.g. a /finish outside a request after a restart
+            log.error("/finish refused: %s", exc)
+            time.sleep(RETRY_SLEEP)
+            status = "accept"
+            continue
         if request is None:
             time.sleep(idle_sleep)
             status = "accept"
             continue
         if isinstance(request, AdvanceRequest):
             accepted, outputs = handle_advance(app, request.metadata, request.payload)
-            send(client, outputs, advance=True)
+            try:
+                send(client, outputs, advance=True)
+            except RollupConnectionError:
+                raise
+            except RollupApiError as exc:
+                _revert(client, exc)
+                status = "reject"
+                continue
         else:
             accepted, outputs = handle_inspect(app, request.payload)
             send(client, outputs, advance=False)

@@ -28,12 +28,13 @@ from dapp.market.spec import JobSpec, parse_spec
 from dapp.market.state import CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission
 from dapp.ml.hparams import initial_hparams
 from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model, model_hash
-from dapp.outputs import InputRefused, Outputs
+from dapp.outputs import InputRefused, Outputs, quote
 from dapp.rollup_api import Metadata
 
 ETHER_PORTAL = "0xa632c5c05812c6a6149b7af5c56117d1d2603828"
 ERC20_PORTAL = "0xaca6586a0cf05bd831f2501e7b4aea550da6562d"
 MODEL_REPORT_CHUNK = 256 * 1024
+JOBS_PAGE = 100  # jobs per `jobs` answer: `jobs/page/<k>` for the rest
 
 
 def _hex(b: bytes) -> str:
@@ -125,6 +126,11 @@ class Market:
         model_bytes = self._fetch(spec.initial_model, spec.limits.max_model_bytes, "initial model",
                                   spec.content_source)
         model = self._decode_model(model_bytes, spec)
+        public = None
+        if spec.public_validation is not None:
+            public = self._decode_shard(self._fetch(
+                spec.public_validation, spec.limits.max_shard_bytes, "public validation shard",
+                spec.content_source), spec, spec.public_validation, "public validation shard")
         _, model_cid, digest = _publish(model, spec)
         job = Job(id=st.next_job_id, owner=owner, token=token, budget=value, escrow=value,
                   spec_cid=call.spec_cid, opened_at=meta.block_timestamp, status=OPEN,
@@ -136,6 +142,8 @@ class Market:
         st.next_job_id += 1
         self._specs[call.spec_cid] = spec
         self._models[digest] = model
+        if public is not None:
+            self._shards[str(spec.public_validation)] = public
         return job
 
     # ---- account inputs ----------------------------------------------------------------
@@ -212,10 +220,7 @@ class Market:
                                f"round {rnd.index}")
         data = self._fetch(call.shard_cid, spec.limits.max_shard_bytes, "validation shard",
                            spec.content_source)
-        try:
-            shard = decode_dataset(data, spec.arch, max_samples=spec.limits.max_shard_samples)
-        except Exception as exc:
-            raise InputRefused(f"invalid validation shard {call.shard_cid}: {exc}") from None
+        shard = self._decode_shard(data, spec, call.shard_cid, "validation shard")
         rnd.validation_cid = call.shard_cid
         self._shards[call.shard_cid] = shard
         out.report(f"validation shard of round {rnd.index} of job {job.id} revealed")
@@ -235,11 +240,16 @@ class Market:
                                f"{validation_end} (block time {now})")
         # _forget_unused keeps every open round's shard, so a revealed one is always here.
         shard = self._shards[rnd.validation_cid] if rnd.validation_cid else None
+        public = (self._shards[spec.public_validation] if spec.public_validation is not None
+                  else None)
         updates = {a: self._models[s.model_hash] for a, s in rnd.reveals.items()}
-        result = close_round(spec, job, rnd, self._models[job.global_model_hash], updates, shard)
+        result = close_round(spec, job, rnd, self._models[job.global_model_hash], updates, shard,
+                             public)
 
         for addr in sorted(result.payouts):
             st.ledger.credit(job.token, addr, result.payouts[addr])
+            if result.payouts[addr]:
+                job.paid[addr] = job.paid.get(addr, 0) + result.payouts[addr]
         paid = sum(result.payouts.values())
         job.escrow -= paid
         model_bytes, job.global_model_cid, job.global_model_hash = _publish(result.model, spec)
@@ -257,14 +267,24 @@ class Market:
             "accuracy": ({"correct": result.accuracy[0], "total": result.accuracy[1]}
                          if result.accuracy else None),
             "validation_cid": rnd.validation_cid, "fallback": result.fallback,
+            "scoring": result.scoring,
             "hparams": result.hparams, "trainers": result.trainers}
         last = rnd.index + 1 >= spec.rounds
         if last:
-            refund = job.escrow
+            # Declared: what is left (budgets of rounds where nothing was accepted, floor
+            # remainders) goes to the job's earners pro rata to what they earned (floor; the
+            # last wei of rounding to the top earner, ties to the smallest address); the owner
+            # is refunded only when nobody earned anything in the whole job.
+            leftover = _split_leftover(job.escrow, job.paid)
+            for addr, amount in leftover.items():
+                st.ledger.credit(job.token, addr, amount)
+                job.paid[addr] = job.paid.get(addr, 0) + amount
+            refund = job.escrow - sum(leftover.values())
             st.ledger.credit(job.token, job.owner, refund)
             job.escrow = 0
             job.status = FINISHED
-            summary["job_finished"] = {"refund": str(refund), "owner": job.owner}
+            summary["job_finished"] = {"refund": str(refund), "owner": job.owner,
+                                       "leftover": {a: str(v) for a, v in leftover.items()}}
         else:
             nxt = rnd.index + 1
             job.rounds.append(Round(nxt, now, spec.round_budget(job.budget, nxt) + result.carried))
@@ -320,14 +340,18 @@ class Market:
         """Inspect paths: jobs | job/<id> | job/<id>/round/<r> | balance/<address> | state."""
         parts = path.split("/") if path else [""]
         st = self.state
-        if parts == ["jobs"]:
+        if parts[0] == "jobs" and (len(parts) == 1 or (len(parts) == 3 and parts[1] == "page")):
+            page = _int(parts[2]) if len(parts) == 3 else 0
+            ids = sorted(st.jobs)[page * JOBS_PAGE:(page + 1) * JOBS_PAGE]
             return [{"job": j.id, "owner": j.owner, "status": j.status, "token": j.token,
                      "budget": str(j.budget), "round": j.current.index, "spec_cid": j.spec_cid,
-                     "model_cid": j.global_model_cid} for j in st.jobs.values()]
+                     "model_cid": j.global_model_cid} for j in (st.jobs[i] for i in ids)]
         if parts[0] == "job" and len(parts) in (2, 4):
             job = self._job(st, _int(parts[1]))
             if len(parts) == 2:
                 data = asdict(job)
+                # Bounded answer: the full list grows with every round; the count is enough here.
+                data["revealed_model_hashes"] = len(job.revealed_model_hashes)
                 data["rounds"] = [{"round": r.index, "start": r.start, "closed": r.closed,
                                    "commits": len(r.commits), "reveals": len(r.reveals)}
                                   for r in job.rounds]
@@ -342,20 +366,23 @@ class Market:
                 return data
         if parts[0] == "balance" and len(parts) == 2:
             acct = parts[1].lower()
+            if not (len(acct) == 42 and acct.startswith("0x") and acct.isascii()
+                    and all(c in "0123456789abcdef" for c in acct[2:])):
+                raise InputRefused(f"{quote(parts[1])} is not an address (0x and 40 hex digits)")
             return {"account": acct, "balances": {
                 t: str(v[acct]) for t, v in sorted(st.ledger.balances.items()) if acct in v}}
         if parts[0] == "content" and len(parts) == 2:
             try:
                 return self.inbox.status(parts[1])
             except Exception as exc:
-                raise InputRefused(f"bad content id {parts[1]!r}: {exc}") from None
+                raise InputRefused(f"bad content id {quote(parts[1])}: {exc}") from None
         if parts == ["state"]:
             return {"digest": _hex(self.digest()), "inbox_bytes": self.inbox.held_bytes(),
                     "jobs": len(st.jobs),
                     "deposited": {t: str(v) for t, v in sorted(st.ledger.deposited.items())},
                     "withdrawn": {t: str(v) for t, v in sorted(st.ledger.withdrawn.items())}}
-        raise InputRefused(f"unknown query {path!r}: try jobs, job/<id>, job/<id>/round/<r>, "
-                           f"balance/<address>, content/<cid>, state")
+        raise InputRefused(f"unknown query {quote(path)}: try jobs, jobs/page/<k>, job/<id>, "
+                           f"job/<id>/round/<r>, balance/<address>, content/<cid>, state")
 
     # ---- helpers -----------------------------------------------------------------------
 
@@ -417,6 +444,13 @@ class Market:
         except Exception as exc:
             raise InputRefused(f"invalid model: {exc}") from None
 
+    def _decode_shard(self, data: bytes, spec: JobSpec, cid: str, what: str
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return decode_dataset(data, spec.arch, max_samples=spec.limits.max_shard_samples)
+        except Exception as exc:
+            raise InputRefused(f"invalid {what} {cid}: {exc}") from None
+
     def _forget_unused(self) -> None:
         """Keep only what open jobs still need: their global models, this round's updates and
         shards. Memory stays bounded by the open jobs' current rounds, however long the run."""
@@ -429,6 +463,9 @@ class Market:
             keep_models.update(s.model_hash for s in job.current.reveals.values())
             if job.current.validation_cid:
                 keep_shards.add(job.current.validation_cid)
+            public = self._spec(job).public_validation
+            if public is not None:
+                keep_shards.add(public)
         self._models = {h: m for h, m in self._models.items() if h in keep_models}
         self._shards = {c: s for c, s in self._shards.items() if c in keep_shards}
 
@@ -439,9 +476,23 @@ def _publish(model: Model, spec: JobSpec) -> tuple[bytes, str, str]:
     return data, str(unixfs_chunk(data)[0]), _hex(keccak(data))
 
 
+def _split_leftover(amount: int, earned: dict[str, int]) -> dict[str, int]:
+    """``amount`` pro rata to ``earned`` (floor), the rounding dust to the top earner (ties: the
+    smallest address); {} when nobody earned anything."""
+    total = sum(earned.values())
+    if amount <= 0 or total <= 0:
+        return {}
+    out = {a: amount * earned[a] // total for a in sorted(earned) if earned[a] > 0}
+    top = min(out, key=lambda a: (-earned[a], a))
+    out[top] += amount - sum(out.values())
+    return {a: v for a, v in out.items() if v > 0}
+
+
 def _int(text: str) -> int:
-    if not text.isdigit():
-        raise InputRefused(f"{text!r} is not a number")
+    """A query's decimal number: ASCII digits only (str.isdigit also takes other scripts' digits),
+    at most 20 of them (uint64)."""
+    if not (0 < len(text) <= 20 and text.isascii() and text.isdigit()):
+        raise InputRefused(f"{quote(text)} is not a number (ASCII digits, at most 20)")
     return int(text)
 
 

@@ -3,8 +3,12 @@
 The spec is a JSON document stored by content id and named by the deposit. Everything that
 decides how a job runs and pays is in it, fixed before any trainer works: the model, the
 rounds and their windows, the aggregation and contribution rules, the reward schedule, the
-data schema, and a commitment to each round's validation shard (so the owner cannot choose a
-shard after seeing the updates).
+data schema, a commitment to each round's secret validation shard (so the owner cannot choose a
+shard after seeing the updates), and the public validation shard (`public_validation`, a CID):
+fetched and checked when the job opens (no job opens without it), inspectable by every trainer
+before joining, and part of every round's scoring data, so withholding a secret shard or
+committing a useless one leaves trainers scored on data the owner can no longer change. The
+``validated`` aggregation rule requires it (it gates every update on that shard).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from dapp.market.cost import close_cost
 from dapp.ml.aggregation import MAX_WEIGHT_TOTAL, build_strategy
 from dapp.ml.arch import ArchSpec
 from dapp.ml.contribution import parse_method
@@ -76,6 +81,8 @@ class JobSpec:
     validation_commitments: tuple[bytes, ...]
     limits: Limits
     content_source: str
+    public_validation: str | None = None
+    """CID of the public validation shard (None only in legacy specs without one)."""
 
     def round_budget(self, budget: int, round_: int) -> int:
         """Equal shares per round, floor; the last round also takes the division remainder, so
@@ -209,12 +216,33 @@ def parse_spec(data: bytes) -> JobSpec:
     if not isinstance(name, str) or len(name) > 200:
         raise SpecError("name: expected a string of at most 200 characters")
     initial_model = _get(raw, "initial_model", str, "")
+    public = raw.get("public_validation")
+    if public is not None:
+        from dapp.content.cid import Cid
+
+        try:
+            public = str(Cid.parse(_get(raw, "public_validation", str, "")))
+        except SpecError:
+            raise
+        except Exception as exc:
+            raise SpecError(f"public_validation: not a valid CID: {exc}") from exc
+    if public is None and aggregation.get("rule") == "validated":
+        raise SpecError("public_validation: missing; the validated rule gates every update on "
+                        "the job's public validation shard")
+    # Every job shares one backend: the worst round this spec allows must close within the
+    # declared budget (dapp/market/cost.py), checked now rather than discovered at close time.
+    cost = close_cost(arch, method, max_trainers, limits.max_shard_samples)
+    problems = cost.over_budget()
+    if problems:
+        raise SpecError("the spec's worst round is too expensive to close: " + "; ".join(problems)
+                        + ". Lower limits.max_shard_samples, max_trainers, "
+                        "contribution.permutations or exact_max_players, or the model's size")
     return JobSpec(
         name=name, arch=arch, initial_model=initial_model, rounds=rounds, windows=windows,
         max_trainers=max_trainers,
         hparams=hp, aggregation=aggregation, contribution=contribution, fallback=fallback,
         data_schema=schema, validation_commitments=tuple(commitments), limits=limits,
-        content_source=source)
+        content_source=source, public_validation=public)
 
 
 def _no_float(text: str) -> Any:

@@ -1,0 +1,124 @@
+"""What closing a round can cost, bounded before a job opens.
+
+Every job shares one backend: a round whose close takes hours, or more memory than the machine
+has, stops every other job. So the work of the worst round a spec allows is computed, in declared
+integer units, when the job is created, and a spec above the budget is refused with a report
+that says by how much. The model is deliberately pessimistic (worst case over everything the
+spec lets trainers and the owner do: a full shard, every trainer revealing, no truncation) and
+deliberately simple, so anyone can check it by hand:
+
+* ``ops`` = evaluations x (shard samples x operations per sample + players x parameters)
+  + players^2 x parameters. One *evaluation* is one run of the model over the whole validation
+  shard (plus building the coalition's aggregate, ``players x parameters``). A round needs:
+  the contribution method's evaluations (exact Shapley: 2**n coalitions, n capped by
+  ``exact_max_players``; sampled Shapley: ``permutations x players`` prefixes; leave-one-out:
+  ``players + 1``), plus ``2 x players + 2`` more (each update alone, for the overflow check and
+  validation-scored rules, and the global and new models' accuracy). ``players^2 x parameters``
+  covers pairwise distances (Multi-Krum, clustering).
+* operations per sample: multiply-accumulates of linear and conv layers, plus one per element
+  read by pooling and activation layers.
+* ``peak_bytes``: the shard as int64, one inference batch's activations as int64 (conv layers
+  materialise im2col), and every revealed model three times over (int32 as decoded, int64 when
+  stacked, int64 when combined), plus the global model.
+
+The budget (``MAX_CLOSE_OPS``, ``MAX_CLOSE_BYTES``) is chosen so that the worst accepted round
+closes within one epoch of ``cartesi run`` (720 blocks x 2 s = 24 min) inside the Cartesi
+machine, and within half of the machine image's 512 MiB. Measured (bench/close_budget.py):
+integer inference runs ~5e8 ops/s on one host core and guest code runs ~65x slower inside the
+machine (TOOLCHAIN.md), so 1.2e10 ops is ~25 s on the host and ~25 min in the machine at the
+very worst, and typically far less.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from dapp.ml.arch import ArchSpec
+from dapp.ml.inference import DEFAULT_BATCH
+
+MAX_CLOSE_OPS = 12 * 10**9
+MAX_CLOSE_BYTES = 192 << 20
+
+
+@dataclass(frozen=True)
+class CloseCost:
+    """The declared worst case of closing one round of a job."""
+
+    evaluations: int
+    ops_per_sample: int
+    ops: int
+    peak_bytes: int
+
+    def over_budget(self) -> list[str]:
+        """Human-readable reasons this cost is above the budget (empty when it fits)."""
+        out = []
+        if self.ops > MAX_CLOSE_OPS:
+            out.append(f"closing a round may take {self.ops:,} operations "
+                       f"({self.ops / MAX_CLOSE_OPS:.1f}x the budget of {MAX_CLOSE_OPS:,}: "
+                       f"{self.evaluations:,} evaluations of {self.ops_per_sample:,} operations "
+                       f"per validation sample)")
+        if self.peak_bytes > MAX_CLOSE_BYTES:
+            out.append(f"closing a round may hold {self.peak_bytes:,} bytes "
+                       f"({self.peak_bytes / MAX_CLOSE_BYTES:.1f}x the budget of "
+                       f"{MAX_CLOSE_BYTES:,})")
+        return out
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    n = 1
+    for v in shape:
+        n *= v
+    return n
+
+
+def layer_costs(arch: ArchSpec) -> tuple[int, int]:
+    """(operations per sample, largest per-sample working set in values) of one forward pass."""
+    shapes = arch.shapes()
+    ops = 0
+    working = _prod(shapes[0])
+    for i, layer in enumerate(arch.layers):
+        before, after = shapes[i], shapes[i + 1]
+        if layer.type == "linear":
+            ops += layer.in_features * layer.out_features
+            here = _prod(before) + _prod(after)
+        elif layer.type == "conv2d":
+            cols = after[1] * after[2] * layer.in_channels * layer.kernel_size ** 2
+            ops += cols * layer.out_channels
+            here = cols + _prod(after)        # im2col matrix and output
+        else:
+            ops += _prod(before)
+            here = _prod(before) + _prod(after)
+        working = max(working, here)
+    return ops, working
+
+
+def evaluations(method: Mapping[str, Any], players: int) -> int:
+    """Worst-case shard evaluations of a round with up to `players` distinct updates."""
+    kind = method.get("method", "shapley")
+    if kind == "loo":
+        contrib = players + 1
+    else:
+        exact_max = int(method.get("exact_max_players", 0))
+        perms = int(method.get("permutations", 0))
+        # Exact below the cap (2**n coalitions, largest at n = the cap), sampled above it.
+        exact = 1 << min(exact_max, players)
+        sampled = perms * players + 1 if players > exact_max else 0
+        # Antithetic sampling walks each drawn order twice (forwards and backwards).
+        if method.get("antithetic"):
+            sampled *= 2
+        contrib = max(exact, sampled)
+    return contrib + 2 * players + 2
+
+
+def close_cost(arch: ArchSpec, method: Mapping[str, Any], players: int,
+               shard_samples: int) -> CloseCost:
+    """The declared worst case of one round close (see the module docstring)."""
+    params = arch.param_count()
+    ops_per_sample, working = layer_costs(arch)
+    evals = evaluations(method, players)
+    ops = evals * (shard_samples * ops_per_sample + players * params) + players * players * params
+    batch = min(shard_samples, DEFAULT_BATCH)
+    peak = (shard_samples * _prod(arch.input_shape) * 8 + batch * working * 8
+            + (players + 1) * params * (4 + 8 + 8))
+    return CloseCost(evals, ops_per_sample, ops, peak)

@@ -1,0 +1,237 @@
+"""Cheap hostile inputs and queries, in-process: none may crash the backend, emit an output the
+rollup server cannot take, change state when refused, or lose a deposit.
+
+Each case is one an attacker can send for the price of an input (or for free, as an inspect).
+After each we check the invariants a user relies on: every report fits the rollup API by
+construction, a refused input leaves the market digest byte-identical, money is conserved, and
+the backend still answers.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+from dapp.loop import handle_inspect
+from dapp.market import protocol as p
+from dapp.market.cost import MAX_CLOSE_OPS, close_cost
+from dapp.market.spec import SpecError, parse_spec
+from dapp.ml.arch import ArchSpec
+from dapp.ml.model_format import encode_model, initial_model
+from dapp.outputs import MAX_OUTPUT_BYTES, MAX_TEXT_REPORT, Outputs, OutputTooLarge, quote
+from tests.market_harness import ARCH, OWNER, TRAINERS, MarketSim, digits_job
+
+ATTACKER = "0x" + "66" * 20
+
+
+def assert_bounded(out: Outputs) -> None:
+    for r in out.reports:
+        assert len(r) <= MAX_OUTPUT_BYTES
+    for item in out.emitted:
+        assert len(item.payload) <= MAX_OUTPUT_BYTES
+
+
+def refused_unchanged(sim: MarketSim, send) -> list[str]:
+    """Send, expect a refusal that changed nothing, return its reports (each bounded)."""
+    before = sim.market.digest()
+    res = send()
+    assert not res.accepted, res.reports
+    assert sim.market.digest() == before
+    assert sim.market.state.conserved()
+    assert_bounded(res.outputs)
+    for r in res.outputs.reports:
+        assert len(r) <= MAX_TEXT_REPORT
+    return res.reports
+
+
+def huge_name_model(size: int) -> bytes:
+    """A safetensors file whose one tensor's name is `size` bytes: valid framing, hostile header."""
+    name = "w" * size
+    header = json.dumps({name: {"dtype": "I32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    return struct.pack("<Q", len(header)) + header + b"\x00" * 4
+
+
+# ---- free queries ----------------------------------------------------------------------------
+
+def test_inspect_of_megabytes_is_refused_with_a_short_report():
+    sim = MarketSim()
+    ok, out = handle_inspect(sim.market, b"\x7f" * (2 << 20))
+    assert not ok
+    assert len(out.reports) == 1 and len(out.reports[0]) <= MAX_TEXT_REPORT
+    assert b"unknown query" in out.reports[0]
+    assert sim.inspect("state")["jobs"] == 0          # still answering
+
+
+@pytest.mark.parametrize("path", ["job/\u0661", "job/" + "9" * 5000, "job/-1", "job/1e3",
+                                  "balance/" + "a" * (1 << 20), "balance/0xzz",
+                                  "content/" + "b" * 100_000, "jobs/page/\u0662",
+                                  "job/1/round/" + "1" * 30])
+def test_hostile_query_paths_are_refused_briefly(path):
+    sim = MarketSim()
+    digits_job(sim, rounds=1)
+    ok, out = handle_inspect(sim.market, path.encode())
+    assert not ok, out.reports
+    assert len(out.reports[0]) <= MAX_TEXT_REPORT
+
+
+def test_non_ascii_digits_do_not_name_a_job():
+    sim = MarketSim()
+    digits_job(sim, rounds=1)
+    assert sim.inspect("job/1")["id"] == 1
+    ok, out = handle_inspect(sim.market, "job/\u0661".encode())   # ARABIC-INDIC DIGIT ONE
+    assert not ok and b"not a number" in out.reports[0]
+
+
+def test_jobs_are_listed_a_page_at_a_time():
+    sim = MarketSim()
+    job = digits_job(sim, rounds=1)
+    for _ in range(3):
+        assert sim.deposit_eth(OWNER, 10**6, p.CreateJob(job.spec_cid).encode()).notices
+    assert [j["job"] for j in sim.inspect("jobs")] == [1, 2, 3, 4]
+    assert sim.inspect("jobs/page/1") == []
+
+
+# ---- inputs whose refusal would echo megabytes -----------------------------------------------
+
+def test_reveal_of_a_model_with_a_megabyte_tensor_name_is_refused_briefly():
+    job = digits_job(rounds=1)
+    sim = job.sim
+    trainer = TRAINERS[0]
+    assert sim.call(trainer, p.Join(job.job_id)).accepted
+    sim.advance(10)
+    model_cid = sim.content.put(huge_name_model(1_000_000))
+    card_cid = sim.content.put(job.data_card(job.y[:50].nonzero()[0]))
+    sub = (model_cid, card_cid, b"\x05" * 32)
+    assert job.commit(trainer, 0, sub).accepted
+    sim.advance(100)
+    for _ in range(3):   # the commitment stays valid: resending must stay harmless
+        reports = refused_unchanged(sim, lambda: job.reveal(trainer, 0, sub))
+        assert "invalid model" in reports[0]
+
+
+def test_reveal_of_a_data_card_with_a_megabyte_field_is_refused_briefly():
+    job = digits_job(rounds=1)
+    sim = job.sim
+    trainer = TRAINERS[0]
+    assert sim.call(trainer, p.Join(job.job_id)).accepted
+    sim.advance(10)
+    m = initial_model(job.arch, b"hostile-card")
+    card = json.dumps({"version": 1, "num_samples": 10, "label_histogram": [1] * 10,
+                       "feature_shape": [1, 8, 8], "data_commitment": "0x" + "00" * 32,
+                       "dp": None, "x" * 1_000_000: 1}).encode()
+    sub = (sim.content.put(encode_model(m, job.arch)), sim.content.put(card), b"\x06" * 32)
+    assert job.commit(trainer, 0, sub).accepted
+    sim.advance(100)
+    reports = refused_unchanged(sim, lambda: job.reveal(trainer, 0, sub))
+    assert "data card" in reports[0]
+
+
+def test_deposit_whose_job_fails_with_a_huge_reason_is_credited_with_a_short_report():
+    sim = MarketSim()
+    job = digits_job(sim, rounds=1, open_job=False)
+    spec = dict(job.spec, initial_model=sim.content.put(huge_name_model(1_000_000)))
+    spec_cid = sim.content.put(json.dumps(spec).encode())
+    res = sim.deposit_eth(OWNER, 5 * 10**17, p.CreateJob(spec_cid).encode())
+    assert res.accepted
+    assert_bounded(res.outputs)
+    assert all(len(r) <= MAX_TEXT_REPORT for r in res.outputs.reports)
+    assert "credited" in res.reports[0]
+    assert sim.inspect(f"balance/{OWNER}")["balances"] == {p.ETH: str(5 * 10**17)}
+
+
+# ---- specs that would stall every job ---------------------------------------------------------
+
+def test_a_spec_whose_round_close_costs_hours_is_refused_saying_by_how_much():
+    sim = MarketSim()
+    job = digits_job(sim, rounds=1, open_job=False)
+    conv = {"input_shape": [1, 8, 8], "num_classes": 10, "scale_bits": 12, "layers": [
+        {"type": "conv2d", "name": "c", "in_channels": 1, "out_channels": 64, "kernel_size": 3,
+         "padding": 1}, {"type": "relu"}, {"type": "flatten"},
+        {"type": "linear", "name": "fc", "in_features": 4096, "out_features": 10}]}
+    spec = dict(job.spec, arch=conv, max_trainers=12,
+                contribution={"method": "shapley", "exact_max_players": 12, "permutations": 64,
+                              "truncation": None},
+                limits={"max_model_bytes": 1 << 20, "max_shard_samples": 100_000})
+    with pytest.raises(SpecError, match=r"too expensive.*x the budget"):
+        parse_spec(json.dumps(spec).encode())
+    spec_cid = sim.content.put(json.dumps(spec).encode())
+    res = sim.deposit_eth(OWNER, 10**18, p.CreateJob(spec_cid).encode())
+    assert res.accepted and not res.notices               # no job, and the money is safe
+    assert "too expensive" in res.reports[0]
+    assert sim.inspect(f"balance/{OWNER}")["balances"] == {p.ETH: str(10**18)}
+
+
+def test_the_budget_admits_the_template_and_the_harness_jobs():
+    from client.jobs import DIGITS_CNN, build_spec
+    spec = build_spec(name="t", arch=DIGITS_CNN, initial_model_cid="bafk", shards=[])
+    spec.update(rounds=1, validation=["0x" + "00" * 32])
+    parsed = parse_spec(json.dumps(spec).encode())
+    cost = close_cost(parsed.arch, {"method": "shapley", **parsed.contribution},
+                      parsed.max_trainers, parsed.limits.max_shard_samples)
+    assert cost.ops <= MAX_CLOSE_OPS
+    digits_job(rounds=1)   # opens (asserted inside)
+
+
+def test_cost_counts_what_closing_does():
+    arch = ArchSpec.from_dict(ARCH)
+    exact = close_cost(arch, {"method": "shapley", "exact_max_players": 10,
+                              "permutations": 64}, 10, 100)
+    assert exact.evaluations == 2 ** 10 + 2 * 10 + 2
+    assert exact.ops_per_sample == 64 + 640          # flatten reads 64 values, fc 640 MACs
+    sampled = close_cost(arch, {"method": "shapley", "exact_max_players": 10,
+                                "permutations": 64}, 50, 100)
+    assert sampled.evaluations == 64 * 50 + 1 + 2 * 50 + 2
+    loo = close_cost(arch, {"method": "loo"}, 50, 100)
+    assert loo.evaluations == 51 + 102
+
+
+# ---- every input kind, random oversize fields -------------------------------------------------
+
+def _calls(big: str, raw: bytes, n: int):
+    return [p.Join(n), p.Commit(n, n, raw[:32].ljust(32, b"\0")),
+            p.Reveal(n, n, big, big, raw[:32].ljust(32, b"\0")),
+            p.RevealValidation(n, n, big, raw[:32].ljust(32, b"\0")),
+            p.CloseRound(n, n), p.Withdraw("0x" + "00" * 20, n), p.CancelJob(n),
+            p.PutContent(big, n % (1 << 64), n % (1 << 32), raw)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(size=hs.integers(0, 30_000), fill=hs.sampled_from(["\x7f", "\u0661", "'", "b", "\x00"]),
+       raw=hs.binary(max_size=2000), n=hs.integers(0, 2**64 - 1))
+def test_oversize_fields_in_every_input_kind_are_refused_briefly(size, fill, raw, n):
+    sim = MarketSim()
+    digits_job(sim, rounds=1)
+    big = fill * size
+    for call in _calls(big, raw, n):
+        before = sim.market.digest()
+        res = sim.call(ATTACKER, call)
+        assert_bounded(res.outputs)
+        if not res.accepted:
+            assert sim.market.digest() == before
+            assert all(len(r) <= MAX_TEXT_REPORT for r in res.outputs.reports)
+        assert sim.market.state.conserved()
+    # garbage that is not even a call, and deposits with garbage execLayerData
+    for payload in (raw, bytes.fromhex("aafa944e") + raw, big.encode()[:60_000]):
+        assert_bounded(sim.send(ATTACKER, payload).outputs)
+        res = sim.deposit_eth(ATTACKER, 7, payload)
+        assert res.accepted and sim.market.state.conserved()
+
+
+def test_an_oversize_output_refuses_the_input_not_the_backend():
+    out = Outputs()
+    out.report("x" * (10 * MAX_OUTPUT_BYTES))           # text is cut, never refused
+    assert len(out.reports[0]) <= MAX_TEXT_REPORT
+    with pytest.raises(OutputTooLarge):
+        out.notice(b"n" * (MAX_OUTPUT_BYTES + 1))
+    with pytest.raises(OutputTooLarge):
+        out.report(b"r" * (MAX_OUTPUT_BYTES + 1))
+
+
+def test_quote_is_bounded_and_ascii():
+    q = quote("\x7f" * 1_000_000)
+    assert q.isascii() and len(q) < 400
+    assert quote("job") == "'job'"
