@@ -44,13 +44,14 @@ MLP = {"input_shape": [1, 8, 8], "num_classes": 10, "scale_bits": 10,
 WINDOWS = {"start_delay": 1, "commit": 10_000, "reveal": 10_000, "validation": 10_000}
 
 
-def one_round(arch_dict: dict[str, Any], n: int, contribution: dict[str, Any]) -> dict[str, Any]:
+def one_round(arch_dict: dict[str, Any], n: int, contribution: dict[str, Any],
+              samples: int = 300) -> dict[str, Any]:
     sim = MarketSim()
     arch = ArchSpec.from_dict(arch_dict)
     stream = KeccakStream(b"bench/round_close")
     g0 = initial_model(arch, b"bench-initial")
     teacher = initial_model(arch, b"bench-teacher")
-    x = ints(stream, (300, 1, 8, 8), 1 << arch.scale_bits).astype(np.int32)
+    x = ints(stream, (samples, 1, 8, 8), 1 << arch.scale_bits).astype(np.int32)
     y = predict(arch, teacher, x).astype(np.int32)
     shard = sim.content.put(encode_dataset(x, y))
     salt = b"\x01" * 32
@@ -63,7 +64,7 @@ def one_round(arch_dict: dict[str, Any], n: int, contribution: dict[str, Any]) -
             "data_schema": {"feature_shape": [1, 8, 8], "num_classes": 10,
                             "max_samples": 10000, "weight_cap": 1000},
             "validation": ["0x" + p.validation_commitment(shard, salt).hex()],
-            "max_trainers": n, "limits": {"max_shard_samples": 300}}
+            "max_trainers": n, "limits": {"max_shard_samples": samples}}
     spec_cid = sim.content.put(json.dumps(spec).encode())
     assert sim.deposit_eth(OWNER, 10**18, p.CreateJob(spec_cid).encode()).notices
     trainers = ["0x" + (i + 1).to_bytes(20, "big").hex() for i in range(n)]
