@@ -6,6 +6,12 @@ all-or-nothing (nothing leaves before the handler succeeded) and lets tests driv
 without a server. An exception in a handler is turned into a report and a reject: the loop
 itself never dies on input.
 
+Content the node could not reach (`ContentUnavailable`: its store down or not configured) is
+never a verdict: the input is neither accepted nor refused; the loop waits and runs it again, with
+a backoff capped at RETRY_MAX_SLEEP, logging each attempt, until the content can be asked for.
+The node stalls on that input, which is what every replica must do: "unreachable" turned into a
+refusal would make two nodes with different stores disagree.
+
 Outputs are bounded when they are made (`dapp.outputs`), so the server takes every one. Should
 it still refuse one (a bug), an advance input is reverted with `/exception` (exact on the real
 machine, and our node replays the accepted inputs into a fresh backend), and a refused inspect
@@ -20,7 +26,9 @@ import time
 import traceback
 from typing import Callable, Protocol
 
-from dapp.outputs import InputRefused, Notice, Outputs, Voucher, bounded_text
+from dapp.content.errors import ContentUnavailable
+from dapp.outputs import (DelegateCallVoucher, InputRefused, Notice, Outputs, Voucher,
+                          bounded_text)
 from dapp.rollup_api import (AdvanceRequest, Metadata, RollupApiError, RollupClient,
                              RollupConnectionError)
 
@@ -28,6 +36,8 @@ log = logging.getLogger("dapp.loop")
 
 # How long the loop waits before asking again after the server refused a /finish.
 RETRY_SLEEP = 0.5
+# Longest wait between two attempts at an input whose content could not be reached.
+RETRY_MAX_SLEEP = 10.0
 
 
 class Application(Protocol):
@@ -41,6 +51,8 @@ def _guarded(run: Callable[[], Outputs], what: str) -> tuple[bool, Outputs]:
     report saying why, and the loop goes on."""
     try:
         return True, run()
+    except ContentUnavailable:
+        raise                     # not a verdict: the caller waits and retries
     except InputRefused as refusal:
         reason = refusal.reason
     except Exception as exc:  # a bug must not kill the backend nor change state
@@ -56,7 +68,28 @@ def handle_advance(app: Application, metadata: Metadata, payload: bytes) -> tupl
 
 
 def handle_inspect(app: Application, payload: bytes) -> tuple[bool, Outputs]:
-    return _guarded(lambda: app.inspect(payload), "inspect")
+    try:
+        return _guarded(lambda: app.inspect(payload), "inspect")
+    except ContentUnavailable as exc:    # a query decides nothing: say so and go on
+        out = Outputs()
+        out.report(f"refused: content unavailable right now: {exc}")
+        return False, out
+
+
+def advance_when_available(app: Application, metadata: Metadata, payload: bytes,
+                           sleep: Callable[[float], None] = time.sleep) -> tuple[bool, Outputs]:
+    """handle_advance, run again (never decided) while the content it needs is unreachable."""
+    wait = RETRY_SLEEP
+    attempt = 1
+    while True:
+        try:
+            return handle_advance(app, metadata, payload)
+        except ContentUnavailable as exc:
+            log.error("input %d waits for content (attempt %d, next in %.1f s): %s",
+                      metadata.input_index, attempt, wait, exc)
+            sleep(wait)
+            wait = min(wait * 2, RETRY_MAX_SLEEP)
+            attempt += 1
 
 
 def send(client: RollupClient, outputs: Outputs, *, advance: bool) -> None:
@@ -66,6 +99,8 @@ def send(client: RollupClient, outputs: Outputs, *, advance: bool) -> None:
         for item in outputs.emitted:
             if isinstance(item, Voucher):
                 client.voucher(item.destination, item.value, item.payload)
+            elif isinstance(item, DelegateCallVoucher):
+                client.delegate_call_voucher(item.destination, item.payload)
             elif isinstance(item, Notice):
                 client.notice(item.payload)
     for report in outputs.reports:
@@ -103,7 +138,7 @@ def run(app: Application, client: RollupClient | None = None, *, idle_sleep: flo
             status = "accept"
             continue
         if isinstance(request, AdvanceRequest):
-            accepted, outputs = handle_advance(app, request.metadata, request.payload)
+            accepted, outputs = advance_when_available(app, request.metadata, request.payload)
             try:
                 send(client, outputs, advance=True)
             except RollupConnectionError:

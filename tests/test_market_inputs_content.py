@@ -41,22 +41,23 @@ def test_upload_out_of_order_then_refusals():
     res = upload(sim, T0, cid, data, order=[3, 1])
     assert all(r.accepted for r in res) and "(2/4)" in res[-1].reports[0]
     status = sim.inspect(f"content/{cid}")
-    assert status["received"] == [1, 3] and status["held"] is False
+    # Uploads belong to their uploader (content/<cid> lists them by account).
+    assert status["uploads"][T0]["received"] == [1, 3] and status["held"] is False
     part1 = chunks(data)[1]
-    refused(sim, lambda: sim.call(T1, p.PutContent(cid, len(data), 1, part1)),
+    refused(sim, lambda: sim.call(T0, p.PutContent(cid, len(data), 1, part1)),
             "already received")
-    refused(sim, lambda: sim.call(T1, p.PutContent(cid, len(data), 1, part1[::-1])),
+    refused(sim, lambda: sim.call(T0, p.PutContent(cid, len(data), 1, part1[::-1])),
             "with different bytes")
     refused(sim, lambda: sim.call(T1, p.PutContent(cid, len(data), 0, part1[:-1])),
             "expected 60000")
-    refused(sim, lambda: sim.call(T1, p.PutContent(cid, len(data) + 1, 0, part1)),
+    refused(sim, lambda: sim.call(T0, p.PutContent(cid, len(data) + 1, 0, part1)),
             "started with total size")
     refused(sim, lambda: sim.call(T1, p.PutContent(cid, len(data), 9, b"x")), "outside")
     refused(sim, lambda: sim.call(T1, p.PutContent(cid, inbox_mod.MAX_OBJECT_BYTES + 1, 0,
                                                     b"x")), "total size")
     refused(sim, lambda: sim.call(T1, p.PutContent("not-a-cid", 5, 0, b"x" * 5)),
             "not a valid CID")
-    res = upload(sim, T1, cid, data, order=[2, 0])
+    res = upload(sim, T0, cid, data, order=[2, 0])
     assert "stored" in res[-1].reports[0]
     assert sim.inspect(f"content/{cid}") == {"cid": cid, "held": True, "bytes": len(data)}
     refused(sim, lambda: sim.call(T1, p.PutContent(cid, len(data), 0, chunks(data)[0])),
@@ -97,9 +98,10 @@ def run_job(source: str) -> list[dict]:
     j.spec["content_source"] = source
     j.spec_cid = sim.content.put(json.dumps(j.spec).encode())
 
-    def post(cid: str) -> None:
+    def post(cid: str, by: str = OWNER) -> None:
+        # Each account posts what its own input uses: only the uploader's use releases content.
         if source == "inputs":
-            for r in upload(sim, OWNER, cid, sim.content.objects[cid]):
+            for r in upload(sim, by, cid, sim.content.objects[cid]):
                 assert r.accepted, r.reports
 
     for cid in (j.spec_cid, j.spec["initial_model"]):
@@ -122,8 +124,8 @@ def run_job(source: str) -> list[dict]:
             assert j.commit(t, r, subs[t]).accepted
         sim.advance(WINDOWS["commit"])
         for t, sub in subs.items():
-            post(sub[0])
-            post(sub[1])
+            post(sub[0], t)
+            post(sub[1], t)
             res = j.reveal(t, r, sub)
             assert res.accepted, res.reports
         post(j.shards[r][0])

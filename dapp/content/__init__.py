@@ -11,7 +11,9 @@ from dapp.content.errors import (
     ContentMalformed,
     ContentMismatch,
     ContentMissing,
+    ContentOverBudget,
     ContentTooLarge,
+    ContentUnavailable,
 )
 
 __all__ = [
@@ -24,5 +26,7 @@ __all__ = [
     "ContentMalformed",
     "ContentMismatch",
     "ContentMissing",
+    "ContentOverBudget",
     "ContentTooLarge",
+    "ContentUnavailable",
 ]

@@ -14,13 +14,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from dapp.content.cid import DAG_PB, RAW, Cid, decode_uvarint, encode_uvarint
-from dapp.content.errors import CidError, ContentError, ContentMalformed, ContentTooLarge
+from dapp.content.errors import (CidError, ContentError, ContentMalformed, ContentOverBudget,
+                                 ContentTooLarge)
 
 CHUNK_SIZE = 262_144
 MAX_LINKS = 174
 # Deep enough for any file we would accept (174**6 leaves is ~1.5e19 bytes); stops a hostile
 # chain of single-link nodes from recursing without end.
 MAX_DEPTH = 8
+MIN_LEAF_BYTES = 16_384
+"""Smallest average leaf a fetched file may have (see `leaf_budget`). Our layout and `ipfs add
+--chunker=size-262144` use 262,144-byte leaves, 16 times more; a DAG of 1-byte leaves would
+make one fetch cost one request per byte (a 1 MB file: a million GIO round trips; see
+bench/content_budget.py)."""
+MAX_NODE_BYTES = 65_536
+"""Largest dag-pb block decoded. A full node of our layout (174 links) is about 9 KB; the cap
+stops a huge block from costing a long decode before the block budget can refuse it."""
 UNIXFS_FILE = 2
 
 _WIRE_VARINT = 0
@@ -135,6 +144,9 @@ def decode_node(cid: Cid, block: bytes) -> FileNode:
     def bad(reason: str) -> ContentMalformed:
         return ContentMalformed(f"block {cid}: {reason}", str(cid))
 
+    if len(block) > MAX_NODE_BYTES:
+        raise bad(f"dag-pb block of {len(block)} bytes is over the limit of {MAX_NODE_BYTES}")
+
     links: list[Cid] = []
     data: bytes | None = None
     for field, wire, value in _fields(block, "PBNode", cid):
@@ -208,7 +220,8 @@ def _decode_link(parent: Cid, data: bytes, index: int) -> Cid:
         elif field == 2 and wire == _WIRE_BYTES:
             pass  # Name: "" in files; not used to find the bytes
         elif field == 3 and wire == _WIRE_VARINT:
-            pass  # Tsize: a hint about the subtree's encoded size, not trusted
+            pass  # Tsize: a hint about the subtree's encoded size; decides nothing (sizes and
+            # budgets come from blocksizes, each checked against its child), so not trusted
         else:
             raise ContentMalformed(
                 f"block {parent}: PBLink {index} has unexpected field {field} (wire type {wire})",
@@ -219,29 +232,50 @@ def _decode_link(parent: Cid, data: bytes, index: int) -> Cid:
 
 
 # --- assemble ------------------------------------------------------------------------------------
+def leaf_budget(filesize: int) -> int:
+    """Most leaves (raw-block visits, repeats included) a file of `filesize` bytes may have:
+    one per MIN_LEAF_BYTES, rounded up, at least one. Our layout needs one per CHUNK_SIZE."""
+    return max(1, -(-filesize // MIN_LEAF_BYTES))
+
+
+def inner_budget(filesize: int) -> int:
+    """Most inner dag-pb nodes (visits, repeats included) under the root: the leaf budget plus
+    one per level. A tree whose inner nodes have two or more links (all but one per level, the
+    tail) has fewer inner nodes than leaves; chains of one-link nodes are what this stops."""
+    return leaf_budget(filesize) + MAX_DEPTH
+
+
 def assemble(root: Cid | str | bytes, get_block: Callable[[Cid], bytes], *, max_size: int) -> bytes:
     """Rebuild a file from its blocks, verifying each block's hash before using it.
 
-    `get_block` raises (e.g. ContentMissing) when it cannot supply a block. The size cap is
-    enforced from the root's filesize (and each node's blocksizes) before any leaf is fetched,
-    so an oversized object costs one block, not its whole size.
+    `get_block` raises (e.g. ContentMissing) when it cannot supply a block. Every cost is bounded
+    before it is paid, from what the blocks already fetched declare:
+    - the size cap, from the root's filesize, before any other block is fetched (an oversized
+      object costs one block);
+    - the block budget: at most `leaf_budget(filesize)` leaves and `inner_budget(filesize)`
+      inner nodes, counted from each node's links before its children are fetched, so a DAG of
+      tiny leaves is refused (ContentOverBudget) after a few fetches instead of one per byte;
+    - the depth, MAX_DEPTH, checked before fetching the next level;
+    - each distinct block is fetched and verified once per call (a DAG that repeats a block,
+      like a file of zeros, costs one request for it).
     """
     root_cid = Cid.parse(root)
     if max_size < 0:
         raise ValueError(f"max_size must be >= 0, got {max_size}")
-    block = get_block(root_cid)
-    root_cid.verify(block)
+    walk = _Walk(root_cid, get_block)
+    block = walk.block(root_cid)
     if root_cid.codec == RAW:
         if len(block) > max_size:
             raise ContentTooLarge(
                 f"{root_cid} is {len(block)} bytes, over the cap of {max_size}", str(root_cid))
         return block
-    node = decode_node(root_cid, block)
+    node = walk.node(root_cid, block)
     if node.filesize > max_size:
         raise ContentTooLarge(
             f"{root_cid} is {node.filesize} bytes, over the cap of {max_size}", str(root_cid))
+    walk.set_budget(node.filesize)
     out = bytearray()
-    _append_children(root_cid, node, get_block, out, depth=1)
+    walk.append_children(root_cid, node, out, depth=1)
     if len(out) != node.filesize:  # unreachable when every level checks; kept as a guard
         raise ContentMalformed(f"{root_cid}: assembled {len(out)} bytes, filesize says "
                                f"{node.filesize}", str(root_cid))
@@ -261,23 +295,73 @@ def assemble_object(root: Cid | str | bytes, get_block: Callable[[Cid], bytes], 
         raise type(exc)(f"content {root_cid}: {exc}", str(root_cid)) from exc
 
 
-def _append_children(parent: Cid, node: FileNode, get_block: Callable[[Cid], bytes],
-                     out: bytearray, depth: int) -> None:
-    if depth > MAX_DEPTH:
-        raise ContentMalformed(f"{parent}: UnixFS tree deeper than {MAX_DEPTH}", str(parent))
-    for child, size in zip(node.links, node.blocksizes):
-        block = get_block(child)
-        child.verify(block)
-        if child.codec == RAW:
-            if len(block) != size:
-                raise ContentMalformed(
-                    f"{parent}: leaf {child} has {len(block)} bytes, its parent says {size}",
-                    str(parent))
-            out += block
-        else:
-            sub = decode_node(child, block)
-            if sub.filesize != size:
-                raise ContentMalformed(
-                    f"{parent}: node {child} holds {sub.filesize} bytes, its parent says {size}",
-                    str(parent))
-            _append_children(child, sub, get_block, out, depth + 1)
+class _Walk:
+    """One assembly: what was fetched so far (each distinct CID fetched and verified once: inner
+    nodes kept decoded, leaves kept as their place in the output, so nothing is held twice) and
+    the leaves and inner nodes declared so far against the budget of the root's size."""
+
+    def __init__(self, root: Cid, get_block: Callable[[Cid], bytes]) -> None:
+        self.root = root
+        self._get_block = get_block
+        self._nodes: dict[Cid, FileNode] = {}
+        self._leaves: dict[Cid, tuple[int, int]] = {}  # leaf -> (offset in out, length)
+        self.filesize = 0
+        self.max_leaves = self.max_inner = 0
+        self.leaves = self.inner = 0
+
+    def set_budget(self, filesize: int) -> None:
+        self.filesize = filesize
+        self.max_leaves, self.max_inner = leaf_budget(filesize), inner_budget(filesize)
+
+    def block(self, cid: Cid) -> bytes:
+        block = self._get_block(cid)
+        cid.verify(block)
+        return block
+
+    def node(self, cid: Cid, block: bytes | None = None) -> FileNode:
+        node = self._nodes.get(cid)
+        if node is None:
+            node = self._nodes[cid] = decode_node(cid, self.block(cid) if block is None
+                                                  else block)
+        return node
+
+    def _over(self, what: str, count: int, limit: int, rule: str) -> ContentOverBudget:
+        return ContentOverBudget(
+            f"{self.root}: its DAG declares more than {limit} {what} ({count} so far) for a "
+            f"file of {self.filesize} bytes; the limit is {rule}. Add it with "
+            f"{CHUNK_SIZE}-byte leaves (ipfs add --cid-version=1 --raw-leaves "
+            f"--chunker=size-{CHUNK_SIZE})", str(self.root))
+
+    def append_children(self, parent: Cid, node: FileNode, out: bytearray, depth: int) -> None:
+        raw = sum(1 for child in node.links if child.codec == RAW)
+        inner = len(node.links) - raw
+        if inner and depth >= MAX_DEPTH:
+            raise ContentMalformed(f"{parent}: UnixFS tree deeper than {MAX_DEPTH}", str(parent))
+        self.leaves += raw
+        self.inner += inner
+        if self.leaves > self.max_leaves:
+            raise self._over("leaves", self.leaves, self.max_leaves,
+                             f"one leaf per {MIN_LEAF_BYTES} bytes, rounded up")
+        if self.inner > self.max_inner:
+            raise self._over("inner nodes", self.inner, self.max_inner,
+                             f"one per {MIN_LEAF_BYTES} bytes, rounded up, plus {MAX_DEPTH}")
+        for child, size in zip(node.links, node.blocksizes):
+            if child.codec == RAW:
+                seen = self._leaves.get(child)
+                if seen is None:
+                    block = self.block(child)
+                    seen = self._leaves[child] = (len(out), len(block))
+                    out += block
+                else:
+                    out += out[seen[0]:seen[0] + seen[1]]
+                if seen[1] != size:
+                    raise ContentMalformed(
+                        f"{parent}: leaf {child} has {seen[1]} bytes, its parent says {size}",
+                        str(parent))
+            else:
+                sub = self.node(child)
+                if sub.filesize != size:
+                    raise ContentMalformed(
+                        f"{parent}: node {child} holds {sub.filesize} bytes, its parent says "
+                        f"{size}", str(parent))
+                self.append_children(child, sub, out, depth + 1)

@@ -16,10 +16,12 @@ import numpy as np
 from dapp import canonical
 from dapp.hashing import keccak
 from dapp.content.cid import Cid
-from dapp.content.errors import ContentMissing
+from dapp.content.errors import ContentMissing, ContentUnavailable
 from dapp.content.inbox import ContentInbox, UploadRefused
 from dapp.content.source import ContentSource
 from dapp.content.unixfs import chunk as unixfs_chunk
+from dapp.market import batch as signed_batch
+from dapp.market import payout as batch_payout
 from dapp.market import protocol as p
 from dapp.market.closing import close_round
 from dapp.market.datacard import DataCardError, parse_data_card
@@ -51,6 +53,7 @@ class Market:
         self.content = content
         self.inbox = inbox if inbox is not None else ContentInbox()
         self._after_commit: list[Callable[[], None]] = []
+        self._user = ""           # the account whose input is being handled
         self._specs: dict[str, JobSpec] = {}
         self._models: dict[str, Model] = {}        # by model hash: globals and this round's updates
         self._shards: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # by shard cid
@@ -62,6 +65,7 @@ class Market:
         work = self.state.clone()
         self._after_commit = []
         sender = meta.msg_sender.lower()
+        self._user = sender       # whose input this is (a deposit's depositor, below)
         if sender == ETHER_PORTAL:
             d = p.decode_ether_deposit(payload)
             self._deposit(work, out, meta, p.ETH, d.sender, d.value, d.exec_layer_data)
@@ -96,7 +100,12 @@ class Market:
 
     def _deposit(self, st: MarketState, out: Outputs, meta: Metadata, token: str, sender: str,
                  value: int, exec_layer_data: bytes) -> None:
+        self._user = sender
         st.ledger.record_deposit(token, value)
+        returned_to = batch_payout.returned_payee(exec_layer_data)
+        if sender == meta.app_contract.lower() and returned_to is not None:
+            self._payout_returned(st, out, token, returned_to, value)
+            return
         if not exec_layer_data:
             st.ledger.credit(token, sender, value)
             out.report(canonical.dumps({"type": "deposit", "account": sender, "token": token,
@@ -105,6 +114,12 @@ class Market:
         try:
             job = self._open_job(st, meta, token, sender, value, exec_layer_data)
         except Exception as exc:  # whatever went wrong, the portal already moved the money
+            if isinstance(exc, ContentUnavailable):
+                raise  # not a verdict: the loop stops or retries; crediting would be a decision
+            # The job was not opened, so nothing it read was used: drop what _open_job
+            # scheduled (releasing the content it fetched from the inbox), or a 0-wei createJob
+            # naming anyone's content would evict it. Only _open_job schedules steps here.
+            self._after_commit.clear()
             reason = getattr(exc, "reason", str(exc))
             st.ledger.credit(token, sender, value)
             out.report(f"job not created, deposit of {value} credited to the balance of "
@@ -271,11 +286,13 @@ class Market:
             "hparams": result.hparams, "trainers": result.trainers}
         last = rnd.index + 1 >= spec.rounds
         if last:
-            # Declared: what is left (budgets of rounds where nothing was accepted, floor
-            # remainders) goes to the job's earners pro rata to what they earned (floor; the
-            # last wei of rounding to the top earner, ties to the smallest address); the owner
-            # is refunded only when nobody earned anything in the whole job.
-            leftover = _split_leftover(job.escrow, job.paid)
+            # Declared: the last round's budget holds everything earlier rounds carried. When
+            # it paid someone, what is left is its floor dust (less than one wei per payee),
+            # which returns to the owner. When it paid nobody, the escrow goes to the job's
+            # earners pro rata to what they earned (floor; the dust to the top earner, ties to
+            # the smallest address); the owner is refunded only when nobody earned anything in
+            # the whole job.
+            leftover = _split_leftover(job.escrow, job.paid) if paid == 0 else {}
             for addr, amount in leftover.items():
                 st.ledger.credit(job.token, addr, amount)
                 job.paid[addr] = job.paid.get(addr, 0) + amount
@@ -329,10 +346,76 @@ class Market:
                        call: p.PutContent) -> None:
         try:
             step = self.inbox.plan_put(call.cid, call.total_size, call.index, call.data,
-                                       meta.block_timestamp)
+                                       meta.block_timestamp, uploader=sender)
         except UploadRefused as exc:
             raise InputRefused(str(exc)) from None
         self._after_commit.append(lambda: out.report(step().message))
+
+    # ---- batched, signed submissions and batched payouts (dapp/market/batch.py, payout.py)
+
+    def _on_Batch(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                  call: p.Batch) -> None:
+        """Each message is handled as if its signer had sent it alone, on its own copy of the
+        state: a malformed, badly signed, replayed or refused message is reported and changes
+        nothing, the others stand. Only unframeable bytes refuse the whole input."""
+        try:
+            bodies = signed_batch.split(call.messages)
+        except p.ProtocolError as exc:
+            raise InputRefused(str(exc)) from None
+        taken: list[dict[str, Any]] = []
+        refused: list[dict[str, Any]] = []
+        for i, body in enumerate(bodies):
+            try:
+                msg = signed_batch.parse(body, meta.chain_id, meta.app_contract.lower())
+            except signed_batch.MessageError as exc:
+                refused.append({"index": i, "reason": str(exc)})
+                continue
+            trial = st.clone()
+            sub = Outputs()
+            mark = len(self._after_commit)
+            handler: Callable[..., None] = getattr(self, "_on_" + type(msg.call).__name__)
+            try:
+                handler(trial, sub, meta, msg.signer, msg.call)
+            except InputRefused as exc:
+                del self._after_commit[mark:]
+                refused.append({"index": i, "signer": msg.signer,
+                                "kind": type(msg.call).__name__.lower(), "reason": exc.reason})
+                continue
+            vars(st).update(vars(trial))
+            out.emitted.extend(sub.emitted)
+            out.reports.extend(sub.reports)
+            taken.append({"index": i, "signer": msg.signer,
+                          "kind": type(msg.call).__name__.lower()})
+        out.report(canonical.dumps({"type": "batch", "messages": len(bodies), "taken": taken,
+                                    "refused": refused}))
+
+    def _on_Payout(self, st: MarketState, out: Outputs, meta: Metadata, sender: str,
+                   call: p.Payout) -> None:
+        """Anyone may ask: every balance in the token (up to MAX_PAYEES, by address) leaves in
+        one DelegateCallVoucher, exactly as if each account had sent `withdraw` of all of it."""
+        token = call.token.lower()
+        payees = batch_payout.plan(st.ledger, token, exclude={meta.app_contract.lower(), p.ETH})
+        if not payees:
+            raise InputRefused(f"no balance in token {token} to pay out")
+        total = 0
+        for account, amount in payees:
+            st.ledger.debit(token, account, amount)
+            total += amount
+        st.ledger.record_withdrawal(token, total)
+        out.delegate_call_voucher(batch_payout.BATCH_PAYOUT,
+                                  batch_payout.pay_payload(token, payees))
+        out.notice(canonical.dumps({
+            "type": "payout", "token": token, "library": batch_payout.BATCH_PAYOUT,
+            "total": str(total),
+            "payees": [{"account": a, "amount": str(v)} for a, v in payees]}))
+
+    def _payout_returned(self, st: MarketState, out: Outputs, token: str, payee: str,
+                         value: int) -> None:
+        """BatchPayout could not pay `payee` and deposited the amount back (its sender is this
+        Application): the payee's balance gets it again."""
+        st.ledger.credit(token, payee, value)
+        out.notice(canonical.dumps({"type": "payout_returned", "account": payee,
+                                    "token": token, "amount": str(value)}))
 
     # ---- queries -----------------------------------------------------------------------
 
@@ -365,15 +448,15 @@ class Market:
                 data["budget"] = str(data["budget"])
                 return data
         if parts[0] == "balance" and len(parts) == 2:
-            acct = parts[1].lower()
-            if not (len(acct) == 42 and acct.startswith("0x") and acct.isascii()
-                    and all(c in "0123456789abcdef" for c in acct[2:])):
-                raise InputRefused(f"{quote(parts[1])} is not an address (0x and 40 hex digits)")
+            acct = _address(parts[1])
             return {"account": acct, "balances": {
                 t: str(v[acct]) for t, v in sorted(st.ledger.balances.items()) if acct in v}}
-        if parts[0] == "content" and len(parts) == 2:
+        if parts[0] == "content" and len(parts) in (2, 3):
+            if len(parts) == 3:
+                _address(parts[2])
             try:
-                return self.inbox.status(parts[1])
+                return (self.inbox.status(parts[1]) if len(parts) == 2
+                        else self.inbox.status(parts[1], uploader=parts[2].lower()))
             except Exception as exc:
                 raise InputRefused(f"bad content id {quote(parts[1])}: {exc}") from None
         if parts == ["state"]:
@@ -419,21 +502,26 @@ class Market:
     def _fetch(self, cid: str, max_size: int, what: str, source: str | None = None) -> bytes:
         """Verified bytes of `cid` from the job's source ("gio" or "inputs"); with no source
         yet (a spec), from the inbox if posted there, else over GIO. Content taken from the
-        inbox is released once the input succeeds: the market keeps what it decoded."""
+        inbox is released once the input succeeds (a deposit whose job is not opened drops the
+        release): the market keeps what it decoded. ContentUnavailable (the source could not
+        be asked) is not a verdict and propagates: it never becomes a refusal."""
         try:
             key = str(Cid.parse(cid))
         except Exception as exc:
-            raise InputRefused(f"{what} id {cid!r} is not a valid CID: {exc}") from None
+            raise InputRefused(f"{what} id {quote(cid)} is not a valid CID: {exc}") from None
         use_inbox = source == "inputs" or (source is None and self.inbox.holds(key))
         try:
             if use_inbox:
                 data = self.inbox.get(key, max_size=max_size)
-                self._after_commit.append(lambda: self.inbox.release([key]))
+                user = self._user  # only its uploader's own use releases it
+                self._after_commit.append(lambda: self.inbox.release([key], by=user))
                 return data
             if self.content is None:
                 raise ContentMissing("this node serves no GIO; post the content through "
                                      "inputs (putContent)", key)
             return self.content.get(key, max_size=max_size)
+        except ContentUnavailable:
+            raise
         except Exception as exc:
             raise InputRefused(f"{what} {cid} could not be used: {exc}") from None
 
@@ -486,6 +574,15 @@ def _split_leftover(amount: int, earned: dict[str, int]) -> dict[str, int]:
     top = min(out, key=lambda a: (-earned[a], a))
     out[top] += amount - sum(out.values())
     return {a: v for a, v in out.items() if v > 0}
+
+
+def _address(text: str) -> str:
+    """A query's account: 0x and 40 hex digits, lowercased."""
+    acct = text.lower()
+    if not (len(acct) == 42 and acct.startswith("0x") and acct.isascii()
+            and all(c in "0123456789abcdef" for c in acct[2:])):
+        raise InputRefused(f"{quote(text)} is not an address (0x and 40 hex digits)")
+    return acct
 
 
 def _int(text: str) -> int:
