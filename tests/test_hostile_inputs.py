@@ -235,3 +235,32 @@ def test_quote_is_bounded_and_ascii():
     q = quote("\x7f" * 1_000_000)
     assert q.isascii() and len(q) < 400
     assert quote("job") == "'job'"
+
+
+# ---- unreachable content is never a verdict ---------------------------------------------------
+
+def test_an_input_whose_content_is_unreachable_waits_instead_of_being_refused():
+    from dapp.content.errors import ContentUnavailable
+    from dapp.loop import RETRY_MAX_SLEEP, advance_when_available
+    from dapp.rollup_api import Metadata
+
+    class Flaky:
+        calls = 0
+
+        def advance(self, meta, payload):
+            self.calls += 1
+            if self.calls <= 6:
+                raise ContentUnavailable("store down", "bafk")
+            out = Outputs()
+            out.notice(b"decided once the store answered")
+            return out
+
+    slept: list[float] = []
+    app = Flaky()
+    meta = Metadata(1, "0x" + "00" * 20, "0x" + "11" * 20, 1, 1, "0x" + "00" * 32, 0)
+    accepted, out = advance_when_available(app, meta, b"", sleep=slept.append)
+    assert accepted and out.emitted[0].payload == b"decided once the store answered"
+    assert len(slept) == 6 and slept == sorted(slept) and max(slept) <= RETRY_MAX_SLEEP
+    ok, rep = handle_inspect(type("Q", (), {"inspect": lambda self, p: (_ for _ in ()).throw(
+        ContentUnavailable("store down", "bafk"))})(), b"content/x")
+    assert not ok and b"unavailable" in rep.reports[0]
