@@ -23,9 +23,10 @@ import numpy as np
 
 from bench import write_results
 from client.data import DEMO_PROFILES, demo_split
-from client.jobs import DEMO_AGGREGATION, DEMO_HPARAMS, DIGITS_CNN, deterministic_initial_model
+from client.jobs import (DEMO_AGGREGATION, DEMO_HPARAMS, DIGITS_CNN, carve_public_shard,
+                         deterministic_initial_model)
 from client.training import scaled_sign_flip, train_local
-from dapp.ml.aggregation import ClientUpdate, build_strategy
+from dapp.ml.aggregation import ClientUpdate, ValidationContext, build_strategy
 from dapp.ml.arch import ArchSpec
 from dapp.ml.fixedpoint import quantize
 from dapp.ml.inference import count_correct
@@ -67,6 +68,9 @@ def main() -> dict[str, Any]:
     arch = ArchSpec.from_dict(DIGITS_CNN)
     split = demo_split(ROUNDS)
     init = decode_model(deterministic_initial_model(arch), arch, max_bytes=1 << 20)
+    # the validated rule gates on the job's public shard: the one create-job carves by default
+    public, _ = carve_public_shard(split.shards)
+    ctx = ValidationContext(arch, quantize(public[0], arch.scale_bits), public[1].astype(np.int32))
     curves: dict[str, list[dict[str, float]]] = {"market": [], "fedavg_no_defence": [], "pooled_honest": []}
     rejected: list[list[str]] = []
     strategies = {"market": build_strategy(DEMO_AGGREGATION), "fedavg_no_defence": build_strategy("fedavg")}
@@ -79,7 +83,7 @@ def main() -> dict[str, Any]:
     for r in range(ROUNDS):
         for name, strat in strategies.items():
             ups = _updates(arch, models[name], split, r, prev[name], with_free_rider=(name != "market"))
-            res = strat.aggregate(models[name], ups)
+            res = strat.aggregate(models[name], ups, validation=ctx)
             if name == "market":
                 rejected.append(sorted(res.rejected))
             prev[name] = {u.key: u.model for u in ups if u.key not in FREE_RIDERS}

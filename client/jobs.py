@@ -36,9 +36,20 @@ DIGITS_CNN: dict[str, Any] = {
         {"type": "flatten"},
         {"type": "linear", "name": "fc1", "in_features": 128, "out_features": 10}]}
 
-DEMO_AGGREGATION: dict[str, Any] = {
+# The market's default rule (issue 10): every update is gated on the job's public validation
+# shard, near-duplicates are one player, deltas are clipped to the gain-weighted median norm and
+# combined by validation gain. No majority of cheap identities can capture it (Multi-Krum keeps
+# the largest cluster, so an owner with many identities could reject every honest update).
+DEMO_AGGREGATION: dict[str, Any] = {"rule": "validated", "utility": "margin",
+                                    "min_gain": [1, 1000], "step": [1, 4], "max_norm_ratio": [3, 1], "cluster_cos": [23, 25],
+                                    "clip": "median", "or_correct": True,
+                                    "second_chance": True}
+LEGACY_AGGREGATION: dict[str, Any] = {
     "rule": "norm_clip", "mode": "reject", "max_norm_ratio": [3, 1],
     "then": {"rule": "multi_krum", "f": 1, "m": 8, "then": "fedavg"}}
+PUBLIC_SHARE = (1, 4)
+"""Without an explicit public shard, create-job publishes this share (floor, at least one
+sample, never the whole) of every round's shard as the job's public validation shard."""
 DEMO_CONTRIBUTION: dict[str, Any] = {"method": "shapley", "exact_max_players": 8,
                                      "permutations": 48}
 DEMO_HPARAMS: dict[str, Any] = {"learning_rate": [1, 5], "local_epochs": 3, "batch_size": 16}
@@ -76,6 +87,31 @@ def store_shards(store: Store, shards: list[tuple[np.ndarray, np.ndarray]], arch
     return out
 
 
+def needs_public_shard(spec: dict[str, Any]) -> bool:
+    """The spec's rule gates on a public shard and the spec does not name one yet."""
+    agg = spec.get("aggregation")
+    return (isinstance(agg, dict) and agg.get("rule") == "validated"
+            and "public_validation" not in spec)
+
+
+def carve_public_shard(shards: list[tuple[np.ndarray, np.ndarray]]
+                       ) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    """Split a public validation shard off the round shards: the first PUBLIC_SHARE of each
+    (floor, at least 1 sample, at least 1 left secret), concatenated in round order. Returns
+    (public shard, the round shards that stay secret)."""
+    p, q = PUBLIC_SHARE
+    xs, ys, rest = [], [], []
+    for x, y in shards:
+        x, y = np.asarray(x), np.asarray(y)
+        k = min(max(len(y) * p // q, 1), len(y) - 1)
+        if k < 1:
+            raise ValueError("a round shard needs at least 2 samples to share one publicly")
+        xs.append(x[:k])
+        ys.append(y[:k])
+        rest.append((x[k:], y[k:]))
+    return (np.concatenate(xs), np.concatenate(ys)), rest
+
+
 def load_shard_files(paths: list[Path], arch: ArchSpec) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shard files an owner supplies: .npz with float `x` [N, *input_shape] and int `y`."""
     from client.data import load_trainer_data
@@ -98,7 +134,10 @@ def build_spec(*, name: str, arch: dict[str, Any], initial_model_cid: str,
                hparams: dict[str, Any] | None = None, aggregation: dict[str, Any] | None = None,
                contribution: dict[str, Any] | None = None, max_samples: int = 100_000,
                weight_cap: int = 250, max_trainers: int = 50,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+               extra: dict[str, Any] | None = None,
+               public_validation: str | None = None) -> dict[str, Any]:
+    """A job spec; ``public_validation`` is the CID of the public validation shard that the
+    default (validated) rule requires (create-job stores one and fills it in)."""
     spec: dict[str, Any] = {
         "version": 1, "name": name, "arch": arch, "initial_model": initial_model_cid,
         "rounds": len(shards), "windows": windows or DEMO_WINDOWS,
@@ -109,8 +148,10 @@ def build_spec(*, name: str, arch: dict[str, Any], initial_model_cid: str,
         "data_schema": {"feature_shape": arch["input_shape"], "num_classes": arch["num_classes"],
                         "max_samples": max_samples, "weight_cap": weight_cap},
         "validation": validation_commitments(shards),
-        "limits": {"max_model_bytes": 1 << 20, "max_shard_samples": 500},
+        "limits": {"max_model_bytes": 1 << 20, "max_shard_samples": 300},
     }
+    if public_validation is not None:
+        spec["public_validation"] = public_validation
     spec.update(extra or {})
     return spec
 

@@ -12,7 +12,8 @@ import pytest
 
 from client.cli import parse_amount
 from client.data import DataError, data_card, demo_split, load_trainer_data, merkle_root, sample_leaves
-from client.jobs import DIGITS_CNN, build_spec, deterministic_initial_model, spec_bytes, store_shards
+from client.jobs import (DIGITS_CNN, build_spec, carve_public_shard, deterministic_initial_model,
+                         spec_bytes, store_shards)
 from client.keys import KeyError_, load_signer, new_keystore
 from client.training import DPConfig, accuracy_float, dp_card_fields, dp_epsilon, train_local
 from dapp.market.datacard import parse_data_card
@@ -74,9 +75,10 @@ def test_dp_training_and_its_accountant() -> None:
 
 def _spec_bytes() -> bytes:
     store = Mem()
-    shards = store_shards(store, demo_split(2).shards, ARCH)
+    public, secret = carve_public_shard(demo_split(2).shards)
+    shards = store_shards(store, secret, ARCH)
     spec = build_spec(name="t", arch=DIGITS_CNN, initial_model_cid=store.put(deterministic_initial_model(ARCH)),
-                      shards=shards)
+                      shards=shards, public_validation=store_shards(store, [public], ARCH)[0].cid)
     return spec_bytes(spec)
 
 

@@ -167,7 +167,9 @@ def test_a_spec_whose_round_close_costs_hours_is_refused_saying_by_how_much():
 
 def test_the_budget_admits_the_template_and_the_harness_jobs():
     from client.jobs import DIGITS_CNN, build_spec
-    spec = build_spec(name="t", arch=DIGITS_CNN, initial_model_cid="bafk", shards=[])
+    from dapp.content.unixfs import chunk
+    spec = build_spec(name="t", arch=DIGITS_CNN, initial_model_cid="bafk", shards=[],
+                      public_validation=str(chunk(b"public shard")[0]))
     spec.update(rounds=1, validation=["0x" + "00" * 32])
     parsed = parse_spec(json.dumps(spec).encode())
     cost = close_cost(parsed.arch, {"method": "shapley", **parsed.contribution},
@@ -178,15 +180,17 @@ def test_the_budget_admits_the_template_and_the_harness_jobs():
 
 def test_cost_counts_what_closing_does():
     arch = ArchSpec.from_dict(ARCH)
-    exact = close_cost(arch, {"method": "shapley", "exact_max_players": 10,
-                              "permutations": 64}, 10, 100)
-    assert exact.evaluations == 2 ** 10 + 2 * 10 + 2
-    assert exact.ops_per_sample == 64 + 640          # flatten reads 64 values, fc 640 MACs
-    sampled = close_cost(arch, {"method": "shapley", "exact_max_players": 10,
-                                "permutations": 64}, 50, 100)
-    assert sampled.evaluations == 64 * 50 + 1 + 2 * 50 + 2
-    loo = close_cost(arch, {"method": "loo"}, 50, 100)
-    assert loo.evaluations == 51 + 102
+    shapley = {"method": "shapley", "exact_max_players": 10, "permutations": 64}
+    exact = close_cost(arch, shapley, 10, 100)
+    assert exact.evaluations == 2 ** 10 + 10 + 2           # coalitions, overflow checks, accuracy
+    assert exact.ops_per_sample == 64 + 640                # flatten reads 64 values, fc 640 MACs
+    assert close_cost(arch, shapley, 50, 100).evaluations == 64 * 50 + 1 + 50 + 2
+    assert close_cost(arch, {"method": "loo"}, 50, 100).evaluations == 51 + 52
+    # The validated rule: public + secret shard, its gate, three leave-one-out fallbacks.
+    v = close_cost(arch, shapley, 10, 100, public_shard=True, validated=True, utility="margin")
+    assert v.evaluations == 2 ** 10 + 3 * 11 + (3 * 10 + 4) + 10 + 2
+    sample_evals = 2 ** 10 * 200 + 11 * (100 + 200 + 100) + 34 * 100 + 12 * 200
+    assert v.ops == sample_evals * 704 + (2 ** 10 + 33) * 10 * 650 + 100 * 650
 
 
 # ---- every input kind, random oversize fields -------------------------------------------------

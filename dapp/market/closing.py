@@ -1,15 +1,25 @@
 """Closing a round: the one place where the market decides who is paid what.
 
-Given the round's validated updates and (when the owner revealed it) the validation shard:
-1. the job's aggregation rule filters outliers and aggregates the rest;
-2. each accepted update's contribution is its Shapley value (or leave-one-out) for the utility
-   "correct predictions of the aggregate on the shard"; identical updates are one player whose
-   value is shared, so splitting an update over several addresses earns nothing more;
-3. the round's budget is split pro rata over positive contributions in integer wei (floor); the
-   rest of the budget carries to the next round, and after the last round back to the owner;
-4. without a shard (the owner withheld it) the spec's fallback pays the whole budget equally
-   over the accepted distinct updates: withholding never saves the owner money;
-5. hyper-parameters for the next round follow the spec's schedule.
+Data: the job's *public* shard (fixed in the spec, fetched when the job opened, inspectable by
+every trainer before joining) and the round's *secret* shard when the owner revealed it. The
+round is scored on their union ("scoring set"); a withheld secret shard only leaves the public
+one, which the owner can no longer change.
+
+1. The job's aggregation rule filters and aggregates. The ``validated`` rule (the template's)
+   gates each update on the public shard alone (see ``dapp.ml.aggregation.Validated``), merges
+   near-duplicates into one player and clips; other rules run as declared.
+2. Each accepted player's contribution is its Shapley value (or leave-one-out) for "correct
+   predictions of the aggregate on the scoring set"; copies share their player's value
+   (``validated``: pro rata to their validation gains).
+3. The round's budget is split pro rata over positive contributions in integer wei (floor).
+   ``validated`` declares more steps so that accepted work is always paid: when no player
+   scores positive on the scoring set, the public shard alone decides, then correct
+   predictions on each; when none scores positive anywhere, each cluster counts its
+   validation gain. The budget carries
+   to the next round only when no update was accepted (plus the floor remainder).
+4. Without any shard (legacy spec without a public shard, secret withheld) the spec's fallback
+   pays the budget equally over the accepted distinct updates.
+5. Hyper-parameters for the next round follow the spec's schedule.
 """
 
 from __future__ import annotations
@@ -23,8 +33,9 @@ import numpy as np
 from dapp.canonical import fraction_str
 from dapp.market.spec import JobSpec
 from dapp.market.state import Job, Round
-from dapp.ml.aggregation import ClientUpdate, build_strategy
-from dapp.ml.contribution import score_round
+from dapp.ml.aggregation import (ClientUpdate, Validated, ValidatedResult, ValidationContext,
+                                 build_strategy, flatten, unflatten_like)
+from dapp.ml.contribution import contributions, score_round
 from dapp.ml.errors import InferenceOverflowError
 from dapp.ml.hparams import next_hparams
 from dapp.ml.inference import count_correct
@@ -42,6 +53,10 @@ class RoundResult:
     hparams: dict[str, Any]
     trainers: list[dict[str, Any]]
     fallback: bool
+    scoring: str = "shapley"
+    """How contributions were measured: "secret+public", "public" (the secret shard was withheld
+    or nobody scored positive on the union), "gain" or "equal" (declared fallbacks), or
+    "secret" (legacy spec without a public shard)."""
 
 
 def _equal_shares_by_update(accepted: list[str], hashes: dict[str, str]) -> dict[str, Fraction]:
@@ -52,26 +67,107 @@ def _equal_shares_by_update(accepted: list[str], hashes: dict[str, str]) -> dict
     return {k: Fraction(1, len(ks)) for ks in by_hash.values() for k in ks}
 
 
+Shard = tuple[np.ndarray, np.ndarray]
+
+
+def scoring_set(public: Shard | None, secret: Shard | None) -> Shard | None:
+    """The data a round is scored on: the public shard followed by the secret one."""
+    parts = [s for s in (public, secret) if s is not None]
+    if not parts:
+        return None
+    if len(parts) == 1:
+        return parts[0]
+    return (np.concatenate([np.asarray(p[0]) for p in parts]),
+            np.concatenate([np.asarray(p[1]) for p in parts]))
+
+
+def _cluster_values(spec: JobSpec, strategy: Validated, utility_name: str, global_model: Model,
+                    agg: ValidatedResult, data: Shard, seed: bytes,
+                    method: dict[str, Any] | None = None) -> dict[str, Fraction]:
+    """Each cluster's contribution (the spec's method: Shapley exact/sampled or leave-one-out)
+    for U(S) = ``utility_name`` on ``data`` of the gain-weighted FedAvg of the clusters in S
+    (their clipped models, as aggregated)."""
+    ctx = ValidationContext(spec.arch, data[0], data[1])
+    players = sorted(agg.players, key=lambda p: p.key)
+    index = {p.key: i for i, p in enumerate(players)}
+    g = flatten(global_model)
+    u = np.stack([flatten(p.model) for p in players])
+    w = np.array([p.weight for p in players], dtype=np.int64)
+
+    def utility(coalition: tuple[str, ...]) -> int:
+        idx = sorted(index[k] for k in coalition)
+        return ctx.utility(utility_name,
+                           unflatten_like(strategy.combine_flat(g, u[idx], w[idx]), global_model))
+
+    return contributions(method or spec.contribution, list(index), utility, KeccakStream(seed))
+
+
+def _score_validated(spec: JobSpec, strategy: Validated, global_model: Model,
+                     agg: ValidatedResult, data: Shard, public: Shard, seed: bytes
+                     ) -> tuple[dict[str, Fraction], str]:
+    """Cluster values times each member's share. Declared order, first one where some cluster
+    scores positive: the rule's utility on the scoring set (the spec's contribution method),
+    then, by leave-one-out, on the public shard alone, then correct predictions on the scoring
+    set, then on the public shard; else each cluster's evidence weight (its largest member
+    gain, at least 1)."""
+    if not agg.players:
+        return {}, "none"
+    shards = [(data, "secret+public" if data is not public else "public")]
+    if data is not public:
+        shards.append((public, "public"))
+    names = [strategy.utility] + (["correct"] if strategy.utility != "correct" else [])
+    first = True
+    for name in names:
+        for shard, where in shards:
+            # The first pass uses the spec's method; the declared fallback passes use
+            # leave-one-out, so their worst case stays a small part of the round's cost budget
+            # (dapp/market/cost.py).
+            vals = _cluster_values(spec, strategy, name, global_model, agg, shard, seed,
+                                   None if first else {"method": "loo"})
+            first = False
+            if any(v > 0 for v in vals.values()):
+                how = where if name == strategy.utility else f"{where} (correct)"
+                break
+        else:
+            continue
+        break
+    else:
+        vals = {rep: Fraction(max(max(agg.gains[a] for a in ms), 1))
+                for rep, ms in agg.members.items()}
+        how = "gain"
+    scores = {a: vals.get(rep, Fraction(0)) * agg.shares[a]
+              for rep, ms in agg.members.items() for a in ms}
+    return dict(sorted(scores.items())), how
+
+
 def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
-                updates: dict[str, Model], shard: tuple[np.ndarray, np.ndarray] | None
-                ) -> RoundResult:
+                updates: dict[str, Model], shard: Shard | None,
+                public: Shard | None = None) -> RoundResult:
+    """Decide the round. ``shard`` is the revealed secret shard (None when withheld),
+    ``public`` the job's public shard (None for a legacy spec without one)."""
     keys = sorted(updates)
     hashes = {k: rnd.reveals[k].model_hash for k in keys}
+    data = scoring_set(public, shard)
     overflowing: dict[str, str] = {}
-    if shard is not None:
-        # An update whose own integer inference overflows on the shard cannot be scored: it is
-        # rejected before aggregation, so one hostile update cannot block the round.
+    if data is not None:
+        # An update whose own integer inference overflows on the scoring data cannot be scored:
+        # it is rejected before aggregation, so one hostile update cannot block the round.
         for k in keys:
             try:
-                count_correct(spec.arch, updates[k], shard[0], shard[1])
+                count_correct(spec.arch, updates[k], data[0], data[1])
             except InferenceOverflowError as exc:
                 overflowing[k] = f"inference overflows on the validation shard: {exc}"
     client_updates = [ClientUpdate(k, updates[k], rnd.reveals[k].weight)
                       for k in keys if k not in overflowing]
     strategy = build_strategy(spec.aggregation)
+    validated = strategy.rule == "validated"
+    if validated and public is None:
+        raise ValueError("the validated rule needs the job's public shard (the spec parser "
+                         "refuses such a spec, so this is a bug)")
 
     if client_updates:
-        agg = strategy.aggregate(global_model, client_updates)
+        ctx = ValidationContext(spec.arch, public[0], public[1]) if validated and public else None
+        agg = strategy.aggregate(global_model, client_updates, validation=ctx)
         accepted, rejected, new_model = list(agg.accepted), dict(agg.rejected), agg.model
     else:
         accepted, rejected, new_model = [], {}, global_model
@@ -82,25 +178,32 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
                      *[bytes.fromhex(hashes[k][2:]) for k in keys])
     accuracy = None
     fallback = shard is None
+    scoring = "secret" if public is None else ("secret+public" if shard is not None else "public")
     scores: dict[str, Fraction] = {}
-    if accepted and shard is not None:
+    if accepted and data is not None:
         try:
-            scores = score_round(strategy, spec.arch, global_model, client_updates, agg,
-                                 shard[0], shard[1], spec.contribution, KeccakStream(seed))
-            accuracy = (count_correct(spec.arch, new_model, shard[0], shard[1]),
-                        int(len(shard[1])))
+            if validated:
+                assert isinstance(agg, ValidatedResult) and isinstance(strategy, Validated)
+                assert public is not None
+                scores, scoring = _score_validated(spec, strategy, global_model, agg, data,
+                                                   public, seed)
+            else:
+                scores = score_round(strategy, spec.arch, global_model, client_updates, agg,
+                                     data[0], data[1], spec.contribution, KeccakStream(seed))
+            accuracy = (count_correct(spec.arch, new_model, data[0], data[1]),
+                        int(len(data[1])))
         except InferenceOverflowError:
             # Declared rule: a round whose aggregates cannot be scored in int64 pays like a
             # round without a shard, so the round still closes and pays in full.
             fallback, scores = True, {}
-    elif shard is not None:
+    elif data is not None:
         try:
-            accuracy = (count_correct(spec.arch, new_model, shard[0], shard[1]),
-                        int(len(shard[1])))
+            accuracy = (count_correct(spec.arch, new_model, data[0], data[1]),
+                        int(len(data[1])))
         except InferenceOverflowError:
             accuracy = None
-    if accepted and fallback:
-        scores = _equal_shares_by_update(accepted, hashes)
+    if accepted and not scores:
+        scores, scoring = _equal_shares_by_update(accepted, hashes), "equal"
 
     split = split_reward(rnd.budget, scores)
     history = job.accuracy_history + ([accuracy[0]] if accuracy else [])
@@ -115,13 +218,19 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
             sub = rnd.reveals[addr]
             entry.update(model_cid=sub.model_cid, data_cid=sub.data_cid,
                          model_hash=sub.model_hash, weight=sub.weight)
+            if validated and client_updates and isinstance(agg, ValidatedResult) \
+                    and addr in agg.gains:
+                entry["gain"] = agg.gains[addr]
             if addr in accepted:
                 entry.update(verdict="accepted",
                              contribution=fraction_str(scores.get(addr, Fraction(0))),
                              reward=str(split.payouts.get(addr, 0)))
+                if validated and addr in agg.notes:
+                    entry["note"] = agg.notes[addr]
             else:
                 entry.update(verdict="rejected", reason=rejected.get(addr, "rejected"),
                              reward="0")
         trainers.append(entry)
     return RoundResult(model=new_model, payouts=dict(split.payouts), carried=split.remainder,
-                       accuracy=accuracy, hparams=hparams, trainers=trainers, fallback=fallback)
+                       accuracy=accuracy, hparams=hparams, trainers=trainers, fallback=fallback,
+                       scoring=scoring)

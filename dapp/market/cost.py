@@ -7,14 +7,15 @@ that says by how much. The model is deliberately pessimistic (worst case over ev
 spec lets trainers and the owner do: a full shard, every trainer revealing, no truncation) and
 deliberately simple, so anyone can check it by hand:
 
-* ``ops`` = evaluations x (shard samples x operations per sample + players x parameters)
-  + players^2 x parameters. One *evaluation* is one run of the model over the whole validation
-  shard (plus building the coalition's aggregate, ``players x parameters``). A round needs:
-  the contribution method's evaluations (exact Shapley: 2**n coalitions, n capped by
-  ``exact_max_players``; sampled Shapley: ``permutations x players`` prefixes; leave-one-out:
-  ``players + 1``), plus ``2 x players + 2`` more (each update alone, for the overflow check and
-  validation-scored rules, and the global and new models' accuracy). ``players^2 x parameters``
-  covers pairwise distances (Multi-Krum, clustering).
+* ``ops`` = sample-evaluations x operations per sample + coalitions x players x parameters
+  + players^2 x parameters. One *evaluation* runs a model over a validation shard (the round's
+  secret shard, the job's public one, or their union) and builds the coalition's aggregate
+  (``players x parameters``). A round needs, per contribution pass, the method's evaluations
+  (exact Shapley: 2**n coalitions, n capped by ``exact_max_players``; sampled Shapley:
+  ``permutations x players`` prefixes; leave-one-out: ``players + 1``) over the scoring set;
+  the ``validated`` rule's gate (3 per update plus 4, on the public shard) and its declared
+  fallback passes (leave-one-out); each update's overflow check and the accuracy of the global and new models.
+  ``players^2 x parameters`` covers pairwise distances (Multi-Krum, clustering).
 * operations per sample: multiply-accumulates of linear and conv layers, plus one per element
   read by pooling and activation layers.
 * ``peak_bytes``: the shard as int64, one inference batch's activations as int64 (conv layers
@@ -56,8 +57,8 @@ class CloseCost:
         if self.ops > MAX_CLOSE_OPS:
             out.append(f"closing a round may take {self.ops:,} operations "
                        f"({self.ops / MAX_CLOSE_OPS:.1f}x the budget of {MAX_CLOSE_OPS:,}: "
-                       f"{self.evaluations:,} evaluations of {self.ops_per_sample:,} operations "
-                       f"per validation sample)")
+                       f"{self.evaluations:,} shard evaluations of {self.ops_per_sample:,} "
+                       f"operations per validation sample)")
         if self.peak_bytes > MAX_CLOSE_BYTES:
             out.append(f"closing a round may hold {self.peak_bytes:,} bytes "
                        f"({self.peak_bytes / MAX_CLOSE_BYTES:.1f}x the budget of "
@@ -94,31 +95,53 @@ def layer_costs(arch: ArchSpec) -> tuple[int, int]:
 
 
 def evaluations(method: Mapping[str, Any], players: int) -> int:
-    """Worst-case shard evaluations of a round with up to `players` distinct updates."""
+    """Worst-case coalition evaluations of one contribution pass with up to `players`
+    distinct updates."""
     kind = method.get("method", "shapley")
     if kind == "loo":
-        contrib = players + 1
-    else:
-        exact_max = int(method.get("exact_max_players", 0))
-        perms = int(method.get("permutations", 0))
-        # Exact below the cap (2**n coalitions, largest at n = the cap), sampled above it.
-        exact = 1 << min(exact_max, players)
-        sampled = perms * players + 1 if players > exact_max else 0
-        # Antithetic sampling walks each drawn order twice (forwards and backwards).
-        if method.get("antithetic"):
-            sampled *= 2
-        contrib = max(exact, sampled)
-    return contrib + 2 * players + 2
+        return players + 1
+    exact_max = int(method.get("exact_max_players", 0))
+    perms = int(method.get("permutations", 0))
+    # Exact below the cap (2**n coalitions, largest at n = the cap), sampled above it.
+    exact = 1 << min(exact_max, players)
+    sampled = perms * players + 1 if players > exact_max else 0
+    # Antithetic sampling walks each drawn order twice (forwards and backwards).
+    if method.get("antithetic"):
+        sampled *= 2
+    return max(exact, sampled)
 
 
-def close_cost(arch: ArchSpec, method: Mapping[str, Any], players: int,
-               shard_samples: int) -> CloseCost:
-    """The declared worst case of one round close (see the module docstring)."""
+def close_cost(arch: ArchSpec, method: Mapping[str, Any], players: int, shard_samples: int,
+               *, public_shard: bool = False, validated: bool = False,
+               utility: str = "correct") -> CloseCost:
+    """The declared worst case of one round close (see the module docstring).
+
+    `shard_samples` bounds each shard (the round's secret one and, with `public_shard`, the
+    job's public one: the round is then scored on their union). The `validated` rule also gates
+    each update on the public shard (its probe, the rule's utility and correct predictions,
+    and a second chance on top of the accepted ones: at most 3 evaluations per update plus 4)
+    and declares fallback contribution passes by leave-one-out: the public shard, then correct
+    predictions on the union and on the public shard."""
     params = arch.param_count()
     ops_per_sample, working = layer_costs(arch)
-    evals = evaluations(method, players)
-    ops = evals * (shard_samples * ops_per_sample + players * params) + players * players * params
-    batch = min(shard_samples, DEFAULT_BATCH)
-    peak = (shard_samples * _prod(arch.input_shape) * 8 + batch * working * 8
+    m = shard_samples
+    scoring = 2 * m if public_shard else m
+    contrib = evaluations(method, players)
+    fallback_samples = fallback_evals = gate = 0
+    if validated:
+        # Fallback passes run leave-one-out (players + 1 coalitions each).
+        passes = ([scoring, m] if public_shard else [scoring]) * (2 if utility != "correct" else 1)
+        fallback_samples = (players + 1) * sum(passes[1:])
+        fallback_evals = (players + 1) * (len(passes) - 1)
+        gate = (3 * players + 4) * m
+    # Sample-evaluations: the contribution pass, the fallbacks, the gate, each update's overflow
+    # check and the global and new models' accuracy on the scoring set.
+    sample_evals = contrib * scoring + fallback_samples + gate + (players + 2) * scoring
+    coalitions = contrib + fallback_evals
+    evals = coalitions + (3 * players + 4 if validated else 0) + players + 2
+    ops = (sample_evals * ops_per_sample + coalitions * players * params
+           + players * players * params)
+    batch = min(scoring, DEFAULT_BATCH)
+    peak = (scoring * _prod(arch.input_shape) * 8 + batch * working * 8
             + (players + 1) * params * (4 + 8 + 8))
     return CloseCost(evals, ops_per_sample, ops, peak)

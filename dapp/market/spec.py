@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dapp.market.cost import close_cost
-from dapp.ml.aggregation import MAX_WEIGHT_TOTAL, build_strategy
+from dapp.ml.aggregation import MARGIN_CLIP_LOGITS, MAX_WEIGHT_TOTAL, build_strategy
 from dapp.ml.arch import ArchSpec
 from dapp.ml.contribution import parse_method
 from dapp.ml.hparams import parse_config as parse_hparams
@@ -226,12 +226,26 @@ def parse_spec(data: bytes) -> JobSpec:
             raise
         except Exception as exc:
             raise SpecError(f"public_validation: not a valid CID: {exc}") from exc
-    if public is None and aggregation.get("rule") == "validated":
-        raise SpecError("public_validation: missing; the validated rule gates every update on "
-                        "the job's public validation shard")
+    if aggregation.get("rule") == "validated":
+        if public is None:
+            raise SpecError("public_validation: missing; the validated rule gates every update "
+                            "on the job's public validation shard")
+        # One utility decides both acceptance and pay under this rule: the rule's.
+        rule_utility = build_strategy(aggregation).to_dict()["utility"]
+        if "utility" in contribution and contribution["utility"] != rule_utility:
+            raise SpecError(f"contribution.utility {contribution['utility']!r} differs from "
+                            f"aggregation.utility {rule_utility!r}: the validated rule scores "
+                            f"contributions with its own utility")
+        if contribution.get("margin_clip", MARGIN_CLIP_LOGITS) != MARGIN_CLIP_LOGITS:
+            raise SpecError(f"contribution.margin_clip: the validated rule clips margins at "
+                            f"{MARGIN_CLIP_LOGITS} logits")
     # Every job shares one backend: the worst round this spec allows must close within the
     # declared budget (dapp/market/cost.py), checked now rather than discovered at close time.
-    cost = close_cost(arch, method, max_trainers, limits.max_shard_samples)
+    validated = aggregation.get("rule") == "validated"
+    cost = close_cost(arch, method, max_trainers, limits.max_shard_samples,
+                      public_shard=public is not None, validated=validated,
+                      utility=(build_strategy(aggregation).to_dict()["utility"] if validated
+                               else "correct"))
     problems = cost.over_budget()
     if problems:
         raise SpecError("the spec's worst round is too expensive to close: " + "; ".join(problems)

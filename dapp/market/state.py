@@ -65,6 +65,10 @@ class Job:
     accuracy_history: list[int] = field(default_factory=list)
     revealed_model_hashes: list[str] = field(default_factory=list)
     """Every model hash revealed in this job's closed rounds: re-revealing one is copying."""
+    paid: dict[str, int] = field(default_factory=dict)
+    """What each address earned in this job's closed rounds: after the last round, what is left
+    of the escrow is paid pro rata to these totals (the owner is refunded only when nobody
+    earned anything in the whole job)."""
 
     @property
     def current(self) -> Round:

@@ -33,6 +33,34 @@ bounds are checked, and distances are exact Python integers):
 Zero updates: an update equal to the global model carries no information and is rejected by
 every rule ("free rider") before the rule's own filter runs.
 
+Validated (``rule: "validated"``, the market's default; in the spirit of FLTrust / Zeno): the
+trusted root is validation data that the job fixed before anyone trained (the public shard),
+passed explicitly as a ``ValidationContext``. Declared steps, on players after exact-duplicate
+merging, in key order:
+
+1. gate: an update is judged by its *probe* ``g + step * (u - g)`` (``step`` = [1, 4] by
+   default, rounded half up): its evidence is the probe's gain in the rule's ``utility`` (the
+   clipped logit margin sum by default) over the global model's, and with ``or_correct`` its
+   gain in correct predictions; it passes when either is positive and at least ``min_gain`` per
+   sample (logits, or predictions). No verdict depends on the other updates, so a majority of
+   cheap identities (near-copies of the global model) changes nothing;
+2. boosted updates: a delta whose norm exceeds ``max_norm_ratio`` times the evidence-weighted
+   lower median norm of the passing updates is rejected (a boosted update passes the damped
+   probe like the update it scales);
+3. second chance (``second_chance``): an update that failed the gate is admitted when its own
+   delta, added on top of the aggregate of the passing ones at the share a median-weight update
+   would have there, improves that aggregate by ``min_gain`` (skewed, non-IID updates that help
+   only together); the passing set is fixed before any candidate is tried;
+4. near-duplicates: accepted updates whose deltas point the same way (integer cosine test:
+   ``dot > 0`` and ``dot**2 * q**2 >= p**2 * |d_i|**2 * |d_j|**2`` for ``cluster_cos = [p, q]``,
+   transitive closure) are one *cluster*: its model is the evidence-weighted FedAvg of its
+   members, its weight the *largest* member evidence (never the sum), and its value is shared by
+   its members pro rata to their evidence;
+5. each cluster's delta is clipped to the evidence-weighted lower median of the clusters' delta
+   norms (``clip = "median"``; NormClip's rescaling), and the clusters are combined by FedAvg
+   weighted by evidence (rescaled so the largest is 2**20, floor, at least 1). A self-reported
+   sample count weighs nothing in this rule.
+
 Duplicates and sybils: updates with the same model hash are merged into one player before
 anything else. The player's key is the smallest key of the copies, its weight the *largest* of
 their weights (never the sum: splitting one update over many addresses adds no data weight).
@@ -50,10 +78,13 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .errors import AggregationError, StrategyConfigError
+from .arch import ArchSpec
+from .errors import AggregationError, InferenceOverflowError, StrategyConfigError
+from .inference import PreparedShard
 from .model_format import INT32_MAX, Model, model_hash
 
 MAX_WEIGHT_TOTAL = (1 << 31) - 1
+DEFAULT_CLUSTER_COS = (23, 25)
 
 
 @dataclass(frozen=True)
@@ -72,6 +103,65 @@ class AggregateResult:
     rejected: dict[str, str]
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     notes: dict[str, str] = field(default_factory=dict)
+
+
+MARGIN_CLIP_LOGITS = 4
+UTILITIES = ("soft", "margin", "correct")
+
+
+class ValidationContext:
+    """Trusted validation data handed to a rule that needs it (``Validated``): explicit, so the
+    rule stays a pure function of (global model, updates, this data). x is int fixed point at
+    the arch's scale, y int labels; the first-layer im2col is prepared once.
+
+    Utilities (integers, so every machine agrees; the same as ``dapp.ml.contribution``'s):
+    * ``correct``: correct predictions (argmax, lowest index on ties);
+    * ``margin``: sum over samples of ``z_y - max_{j != y} z_j`` clipped to
+      ``+-MARGIN_CLIP_LOGITS`` logit units (``PreparedShard.margin_sum``). It moves with every
+      real improvement (0/1 accuracy on a small shard often does not), while a nudge of one
+      fixed-point unit moves it by at most about one unit per sample; the clip bounds what any
+      one sample can weigh;
+    * ``soft``: the same margin clipped to ``[0, MARGIN_CLIP_LOGITS]``: correct predictions
+      weighted by their confidence, a wrong prediction 0 however wrong. A trainer with skewed
+      (non-IID) data whose model is confidently wrong on classes it never saw loses those
+      samples, no more, so its real progress on its own classes still shows.
+    """
+
+    def __init__(self, arch: ArchSpec, x: np.ndarray, y: np.ndarray) -> None:
+        self.arch = arch
+        self.shard = PreparedShard(arch, x, y)
+        self.size = int(len(self.shard.y))
+
+    def utility(self, name: str, model: Mapping[str, np.ndarray]) -> int:
+        """``model``'s utility ``name`` on this data (raises InferenceOverflowError)."""
+        if name == "margin":
+            return self.shard.margin_sum(model, MARGIN_CLIP_LOGITS)
+        if name == "soft":
+            z = self.shard.logits(model)
+            rows = np.arange(z.shape[0])
+            true = z[rows, self.shard.y].copy()
+            z[rows, self.shard.y] = np.iinfo(np.int64).min
+            m = true - z.max(axis=1)
+            return int(np.clip(m, 0, MARGIN_CLIP_LOGITS << self.arch.scale_bits).sum())
+        return self.shard.count_correct(model)
+
+    def unit(self, name: str) -> int:
+        """What one sample's worth of ``name`` is: 2**scale_bits (one logit), or 1 prediction."""
+        return (1 << self.arch.scale_bits) if name in ("margin", "soft") else 1
+
+
+@dataclass(frozen=True)
+class ValidatedResult(AggregateResult):
+    """``Validated``'s decision with what scoring needs: ``players`` are the clusters (key = the
+    cluster's smallest key, model = its clipped combined model, weight = its largest gain);
+    ``members`` maps each cluster to every accepted address in it; ``shares`` is each accepted
+    address's exact share of its cluster's value; ``gains`` every live player's validation gain
+    (correct predictions over the global model's) by address."""
+
+    players: tuple[ClientUpdate, ...] = ()
+    members: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    shares: dict[str, Fraction] = field(default_factory=dict)
+    gains: dict[str, int] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------- flat helpers
@@ -131,7 +221,9 @@ class Strategy(ABC):
         """-> (accepted row indices ascending, rejected {row: reason}, notes {row: note})."""
         return list(range(len(keys))), {}, {}
 
-    def aggregate(self, global_model: Model, updates: Sequence[ClientUpdate]) -> AggregateResult:
+    def aggregate(self, global_model: Model, updates: Sequence[ClientUpdate],
+                  validation: "ValidationContext | None" = None) -> AggregateResult:
+        """``validation`` is ignored by the rules that do not score on data."""
         players, groups = merge_duplicates(updates)
         _check_updates(global_model, players)
         keys = [p.key for p in players]
@@ -425,6 +517,338 @@ class DistanceFilter(_Filter):
         return self._chain(g, u, w, keys, acc, rej, {})
 
 
+def dot_exact(a: np.ndarray, b: np.ndarray) -> int:
+    """Exact dot product of two int64 vectors with entries below 2**33 in absolute value and
+    fewer than 2**24 entries: the same 16-bit split as ``sq_norm`` keeps every partial sum in
+    int64, and the parts are combined as Python integers."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    ah, al = a >> 16, a & 0xFFFF
+    bh, bl = b >> 16, b & 0xFFFF
+    return ((int((ah * bh).sum()) << 32) + ((int((ah * bl).sum()) + int((al * bh).sum())) << 16)
+            + int((al * bl).sum()))
+
+
+def weighted_lower_median(values: Sequence[int], weights: Sequence[int]) -> int:
+    """The smallest value v (in ascending order, ties kept in input order) at which the weights
+    of the values up to v reach half the total: cheap identities with small weights cannot move
+    it, however many they are."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    total = sum(weights)
+    acc = 0
+    for i in order:
+        acc += weights[i]
+        if 2 * acc >= total:
+            return values[i]
+    raise AggregationError("weighted median of an empty set")
+
+
+def clip_rows(g: np.ndarray, u: np.ndarray, t2: int) -> tuple[np.ndarray, list[bool]]:
+    """Rescale each row's delta whose squared norm exceeds ``t2`` to norm ``isqrt(t2)``:
+    ``d * T / ceil(sqrt(|d|^2))`` rounded half up (NormClip's declared rescaling)."""
+    d = u - g
+    t = math.isqrt(t2)
+    out = u.copy()
+    over = []
+    for i in range(u.shape[0]):
+        sq = sq_norm(d[i])
+        over.append(sq > t2)
+        if sq <= t2:
+            continue
+        n = math.isqrt(sq)
+        if n * n < sq:
+            n += 1
+        num, den = t, n
+        maxd = int(np.abs(d[i]).max())
+        while 2 * maxd * num + den >= (1 << 62):
+            num >>= 1
+            den = max(den >> 1, 1)
+        out[i] = g + _half_up_div(d[i] * num, den)
+    return out, over
+
+
+class Validated(Strategy):
+    """Accept on evidence measured on trusted data, merge near-duplicates, clip, weigh by gain.
+
+    See the module docstring for the declared rule. Why each step:
+    * the gate is per update, on data fixed before training, so a majority of cheap identities
+      changes no verdict (Multi-Krum keeps the largest cluster; this rule keeps what helps);
+    * near-duplicate merging makes "one update plus noise under k addresses" one player whose
+      weight is the largest of the copies', so splitting adds no weight and no Shapley players;
+    * clipping to the median accepted delta norm bounds what any one accepted player can move;
+    * weights are validation gains, evidence the trainer cannot inflate by over-reporting its
+      sample count.
+    """
+
+    rule = "validated"
+
+    def __init__(self, utility: str = "margin", min_gain: Fraction = Fraction(1, 1000),
+                 cluster_cos: Fraction = Fraction(*DEFAULT_CLUSTER_COS),
+                 clip: str = "median", or_correct: bool = True,
+                 second_chance: bool = True, step: Fraction = Fraction(1, 4),
+                 max_norm_ratio: Fraction | None = Fraction(3)) -> None:
+        if utility not in UTILITIES:
+            raise StrategyConfigError(f"validated: utility must be one of {UTILITIES}, "
+                                      f"got {utility!r}")
+        if min_gain <= 0:
+            raise StrategyConfigError(f"validated: min_gain {min_gain} must be > 0")
+        if not 0 < cluster_cos <= 1:
+            raise StrategyConfigError(f"validated: cluster_cos {cluster_cos} must lie in (0, 1]")
+        if clip not in ("median", "none"):
+            raise StrategyConfigError(f"validated: clip must be 'median' or 'none', got {clip!r}")
+        if not isinstance(or_correct, bool):
+            raise StrategyConfigError(f"validated: or_correct must be true or false, got "
+                                      f"{or_correct!r}")
+        self.utility, self.min_gain, self.cluster_cos, self.clip = utility, min_gain, cluster_cos, clip
+        if not isinstance(second_chance, bool):
+            raise StrategyConfigError(f"validated: second_chance must be true or false, got "
+                                      f"{second_chance!r}")
+        if not 0 < step <= 1 or step.denominator > 1 << 20:
+            raise StrategyConfigError(f"validated: step {step} must lie in (0, 1] with a "
+                                      f"denominator of at most 2**20")
+        if max_norm_ratio is not None and max_norm_ratio < 1:
+            raise StrategyConfigError(f"validated: max_norm_ratio {max_norm_ratio} must be >= 1")
+        self.or_correct, self.second_chance, self.step = or_correct, second_chance, step
+        self.max_norm_ratio = max_norm_ratio
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": "validated", "utility": self.utility,
+                "min_gain": [self.min_gain.numerator, self.min_gain.denominator],
+                "cluster_cos": [self.cluster_cos.numerator, self.cluster_cos.denominator],
+                "clip": self.clip, "or_correct": self.or_correct,
+                "second_chance": self.second_chance,
+                "step": [self.step.numerator, self.step.denominator],
+                "max_norm_ratio": (None if self.max_norm_ratio is None else
+                                   [self.max_norm_ratio.numerator,
+                                    self.max_norm_ratio.denominator])}
+
+    def passes(self, gain: int, validation: ValidationContext, utility: str) -> bool:
+        """gain > 0 and gain >= min_gain x samples x unit, exactly."""
+        p, q = self.min_gain.numerator, self.min_gain.denominator
+        return gain > 0 and gain * q >= p * validation.size * validation.unit(utility)
+
+    def combine_flat(self, g: np.ndarray, u: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Gain-weighted FedAvg of players that ``aggregate`` already clustered and clipped."""
+        return FedAvg().combine_flat(g, u, w)
+
+    def similar(self, di: np.ndarray, dj: np.ndarray, ni: int, nj: int) -> bool:
+        """cos(di, dj) >= p/q, decided exactly: dot > 0 and dot^2 q^2 >= p^2 |di|^2 |dj|^2."""
+        dot = dot_exact(di, dj)
+        p, q = self.cluster_cos.numerator, self.cluster_cos.denominator
+        return dot > 0 and dot * dot * q * q >= p * p * ni * nj
+
+    def aggregate(self, global_model: Model, updates: Sequence[ClientUpdate],
+                  validation: ValidationContext | None = None) -> ValidatedResult:
+        if validation is None:
+            raise AggregationError("the validated rule needs validation data (the job's public "
+                                   "shard)")
+        players, groups = merge_duplicates(updates)
+        _check_updates(global_model, players)
+        g = flatten(global_model)
+        base = validation.utility(self.utility, global_model)
+        base_correct = validation.utility("correct", global_model) if self.or_correct else 0
+        rejected: dict[str, str] = {}
+        notes: dict[str, str] = {}
+        gains: dict[str, int] = {}
+        live: list[ClientUpdate] = []
+        for pl in players:
+            u = flatten(pl.model)
+            if np.array_equal(u, g):
+                rejected[pl.key] = "zero update: identical to the global model (free rider)"
+                continue
+            probe = self.probe(g, u, global_model)
+            try:
+                gain = validation.utility(self.utility, probe) - base
+                extra = (validation.utility("correct", probe) - base_correct
+                         if self.or_correct and self.utility != "correct" else None)
+            except InferenceOverflowError as exc:
+                rejected[pl.key] = f"inference overflows on the validation data: {exc}"
+                continue
+            gains[pl.key] = self.evidence(gain, extra, validation)
+            if self.admits(gain, extra, validation):
+                live.append(pl)
+            else:
+                also = (f" and {extra} correct predictions" if extra is not None else "")
+                rejected[pl.key] = (f"validated: improves the {self.utility} utility on the "
+                                    f"public validation data by {gain}{also}, below min_gain "
+                                    f"{self.min_gain} per sample (no measurable training)")
+        if self.max_norm_ratio is not None and live:
+            # Boosted updates (a delta scaled up to dominate) pass the damped probe like the
+            # update they scale; their norm gives them away. The threshold is the
+            # evidence-weighted median, so identities without evidence cannot move it.
+            sq = {p.key: sq_norm(flatten(p.model) - g) for p in live}
+            med = weighted_lower_median([sq[p.key] for p in live],
+                                        [max(gains[p.key], 1) for p in live])
+            too_big = self._too_big(med)
+            for p in live:
+                if too_big(sq[p.key]):
+                    rejected[p.key] = (f"validated: delta norm above {self.max_norm_ratio} x "
+                                       f"the evidence-weighted median norm (boosted update)")
+            live = [p for p in live if p.key not in rejected]
+        if self.second_chance and live:
+            # An update that does not help on its own (typical of skewed, non-IID data) is
+            # admitted if adding it to the updates accepted on their own (the core) helps: its
+            # delta clipped to the core's threshold, weighted as the core's lower-median weight.
+            # The core is fixed before any candidate is tried, so verdicts do not depend on
+            # each other, and cheap identities (no measurable training) are never in the core.
+            core = self._build(g, global_model, live, gains, groups)
+            core_model = unflatten_like(core.flat, global_model)
+            c_base = validation.utility(self.utility, core_model)
+            w_med = _lower_median([int(x) for x in core.rw])
+            admitted: list[ClientUpdate] = []
+            too_big = self._too_big(core.median_sq)
+            for pl in players:
+                if pl.key not in gains or any(pl.key == q.key for q in live):
+                    continue
+                if too_big(sq_norm(flatten(pl.model) - g)):
+                    continue
+                # the candidate's own step, as submitted (unclipped: a boosted or noisy update
+                # must not pass thanks to the clipping), on top of the core's aggregate at the
+                # share it would have there: w / (W + w) of its delta, rounded half up.
+                # Averaging it in would also shrink the core's step, which can help by itself:
+                # a near-copy would pass. Evidence here is the rule's utility only.
+                total_w = int(core.rw.sum()) + w_med
+                flat = core.flat + _half_up_div((flatten(pl.model) - g) * w_med, total_w)
+                model = unflatten_like(np.clip(flat, -INT32_MAX, INT32_MAX), global_model)
+                try:
+                    marginal = validation.utility(self.utility, model) - c_base
+                except InferenceOverflowError:
+                    continue
+                if self.passes(marginal, validation, self.utility):
+                    admitted.append(pl)
+                    gains[pl.key] = marginal
+                    rejected.pop(pl.key)
+                    for a in groups[pl.key]:
+                        notes[a] = ("validated: admitted on its gain when added to the updates "
+                                    "accepted on their own")
+            live = sorted(live + admitted, key=lambda x: x.key)
+        built = self._build(g, global_model, live, gains, groups)
+        for a, note in built.notes.items():
+            notes[a] = (notes[a] + "; " + note) if a in notes else note
+        accepted = sorted(a for m in built.members.values() for a in m)
+        rej = {a: rejected[k_] for k_ in sorted(rejected) for a in groups[k_]}
+        gain_out = {a: gains[k_] for k_ in sorted(gains) for a in groups[k_]}
+        return ValidatedResult(unflatten_like(built.flat, global_model), tuple(accepted),
+                               dict(sorted(rej.items())), dict(sorted(built.members.items())),
+                               dict(sorted(notes.items())), tuple(built.reps),
+                               dict(sorted(built.members.items())),
+                               dict(sorted(built.shares.items())),
+                               dict(sorted(gain_out.items())))
+
+    def _too_big(self, median_sq: int) -> Any:
+        """sq -> True when sqrt(sq) > max_norm_ratio x sqrt(median_sq), exactly."""
+        if self.max_norm_ratio is None:
+            return lambda sq: False
+        p, q = self.max_norm_ratio.numerator, self.max_norm_ratio.denominator
+        return lambda sq: sq * q * q > p * p * median_sq
+
+    def probe(self, g: np.ndarray, u: np.ndarray, global_model: Model) -> Model:
+        """The model an update is judged by: ``g + step * (u - g)``, rounded half up. A step
+        below 1 (like FedAvg's share of any one update, or Zeno's step size) asks whether the
+        update's direction helps, which skewed (non-IID) updates that overshoot on their own
+        still pass; a near-copy of the global model is no direction at all."""
+        p, q = self.step.numerator, self.step.denominator
+        if p == q:
+            return unflatten_like(u, global_model)
+        return unflatten_like(g + _half_up_div((u - g) * p, q), global_model)
+
+    def evidence(self, gain: int, correct_gain: int | None, validation: ValidationContext) -> int:
+        """An update's weight of evidence: its utility gain, or its gain in correct predictions
+        counted at one unit of the utility per prediction, whichever is larger."""
+        if correct_gain is None:
+            return gain
+        return max(gain, correct_gain * validation.unit(self.utility))
+
+    def admits(self, gain: int, correct_gain: int | None, validation: ValidationContext) -> bool:
+        """Enough evidence of training: the utility gain passes, or (``or_correct``) the gain in
+        correct predictions does."""
+        if self.passes(gain, validation, self.utility):
+            return True
+        return correct_gain is not None and self.passes(correct_gain, validation, "correct")
+
+    def _build(self, g: np.ndarray, global_model: Model, live: list[ClientUpdate],
+               gains: dict[str, int], groups: dict[str, tuple[str, ...]]) -> "_Built":
+        """Cluster, weigh, clip and combine the accepted players (see the module docstring)."""
+        k = len(live)
+        u = np.stack([flatten(p.model) for p in live]) if k else np.zeros((0, g.size), np.int64)
+        d = u - g
+        norms = [sq_norm(d[i]) for i in range(k)]
+        parent = list(range(k))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for i in range(k):
+            for j in range(i + 1, k):
+                if root(i) != root(j) and self.similar(d[i], d[j], norms[i], norms[j]):
+                    a, b = sorted((root(i), root(j)))
+                    parent[b] = a
+        clusters: dict[int, list[int]] = {}
+        for i in range(k):
+            clusters.setdefault(root(i), []).append(i)
+        reps: list[ClientUpdate] = []
+        members: dict[str, tuple[str, ...]] = {}
+        shares: dict[str, Fraction] = {}
+        notes: dict[str, str] = {}
+        for r in sorted(clusters):
+            idx = clusters[r]
+            # evidence weights (``evidence``), at least 1
+            cg = [max(gains[live[i].key], 1) for i in idx]
+            ctop = max(cg)
+            cw = np.array([max(1, (c << 20) // ctop) for c in cg], dtype=np.int64)
+            flat = FedAvg().combine_flat(g, u[idx], cw)
+            key = live[idx[0]].key
+            reps.append(ClientUpdate(key, unflatten_like(flat, global_model), max(cg)))
+            members[key] = tuple(sorted(a for i in idx for a in groups[live[i].key]))
+            total = sum(cg)
+            for i in idx:
+                copies = groups[live[i].key]
+                for a in copies:
+                    shares[a] = Fraction(max(gains[live[i].key], 1), total * len(copies))
+                    if len(idx) > 1:
+                        notes[a] = (f"validated: near-duplicate updates (cosine >= "
+                                    f"{self.cluster_cos}) are one player with {key}")
+        gain_of = {p.key: p.weight for p in reps}
+        # Weights: gains rescaled so that the largest is 2**20 (floor, at least 1): the total
+        # stays far below FedAvg's 2**31 bound whatever the utility's units.
+        top = max((p.weight for p in reps), default=1)
+        reps = [ClientUpdate(p.key, p.model, max(1, (p.weight << 20) // top)) for p in reps]
+        ru = (np.stack([flatten(p.model) for p in reps]) if reps
+              else np.zeros((0, g.size), np.int64))
+        rw = np.array([p.weight for p in reps], dtype=np.int64)
+        t2 = None
+        median_sq = (weighted_lower_median([sq_norm(ru[i] - g) for i in range(len(reps))],
+                                           [gain_of[p.key] for p in reps]) if reps else 0)
+        if self.clip == "median" and reps:
+            t2 = median_sq
+            ru, over = clip_rows(g, ru, t2)
+            for i, rep in enumerate(reps):
+                if over[i]:
+                    for a in members[rep.key]:
+                        notes[a] = (notes.get(a, "validated:")
+                                    + " delta clipped to the median accepted norm")
+            reps = [ClientUpdate(p.key, unflatten_like(ru[i], global_model), p.weight)
+                    for i, p in enumerate(reps)]
+        return _Built(reps, members, shares, notes, ru, rw, t2, self.combine_flat(g, ru, rw),
+                      median_sq)
+
+
+@dataclass(frozen=True)
+class _Built:
+    reps: list[ClientUpdate]
+    members: dict[str, tuple[str, ...]]
+    shares: dict[str, Fraction]
+    notes: dict[str, str]
+    ru: np.ndarray
+    rw: np.ndarray
+    t2: int | None
+    flat: np.ndarray
+    median_sq: int
+
+
 # ------------------------------------------------------------------------- config
 
 def _rational(v: Any, where: str) -> Fraction:
@@ -446,6 +870,8 @@ _KEYS = {
     "multi_krum": {"rule", "f", "m", "then"},
     "norm_clip": {"rule", "mode", "max_norm", "max_norm_ratio", "then"},
     "distance_filter": {"rule", "max_ratio", "then"},
+    "validated": {"rule", "utility", "min_gain", "cluster_cos", "clip", "or_correct",
+                  "second_chance", "step", "max_norm_ratio"},
 }
 
 
@@ -461,6 +887,9 @@ def build_strategy(config: Any, _depth: int = 0) -> Strategy:
         {"rule": "norm_clip", "mode": "reject" | "clip", "max_norm": 300000, "then": "fedavg"}
         {"rule": "norm_clip", "mode": "reject", "max_norm_ratio": [2, 1], "then": "median"}
         {"rule": "distance_filter", "max_ratio": [2, 1], "then": {"rule": "multi_krum", ...}}
+        {"rule": "validated", "utility": "margin", "min_gain": [1, 1000], "step": [1, 4],
+         "max_norm_ratio": [3, 1], "cluster_cos": [23, 25], "clip": "median",
+         "or_correct": true, "second_chance": true}
     """
     if _depth > 4:
         raise StrategyConfigError("aggregation config nests more than 4 levels")
@@ -480,6 +909,17 @@ def build_strategy(config: Any, _depth: int = 0) -> Strategy:
         return Median()
     if rule == "trimmed_mean":
         return TrimmedMean(_rational(config.get("trim"), "trimmed_mean.trim"))
+    if rule == "validated":
+        return Validated(config.get("utility", "margin"),
+                         _rational(config.get("min_gain", [1, 1000]), "validated.min_gain"),
+                         _rational(config.get("cluster_cos", list(DEFAULT_CLUSTER_COS)),
+                                   "validated.cluster_cos"),
+                         config.get("clip", "median"), config.get("or_correct", True),
+                         config.get("second_chance", True),
+                         _rational(config.get("step", [1, 4]), "validated.step"),
+                         None if config.get("max_norm_ratio", [3, 1]) is None else
+                         _rational(config.get("max_norm_ratio", [3, 1]),
+                                   "validated.max_norm_ratio"))
     then = build_strategy(config.get("then", "fedavg"), _depth + 1)
     if rule == "multi_krum":
         return MultiKrum(_pos_int(config, "f", 0), _pos_int(config, "m", 1), then)

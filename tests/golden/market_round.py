@@ -92,7 +92,8 @@ def run(source: str, lines: list[str]) -> None:
             "contribution": {"method": "shapley", "exact_max_players": 8},
             "data_schema": {"feature_shape": [1, 8, 8], "num_classes": 10,
                             "max_samples": 10000, "weight_cap": 500},
-            "validation": commitments}
+            "validation": commitments, "max_trainers": 8,
+            "limits": {"max_shard_samples": 1000}}
     spec_cid = sim.content.put(json.dumps(spec, sort_keys=True).encode())
 
     def post(cid: str) -> None:
