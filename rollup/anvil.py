@@ -3,7 +3,8 @@
 Why a wrapper: tests, benches and the devnet all need a chain on a *free loopback port* that is
 *always* torn down (no orphaned anvil after a crashed test run), optionally with its state kept on
 disk. anvil is started in its own process group and killed by group, on ``stop()``, on leaving
-the ``with`` block, and at interpreter exit (atexit) as a last resort.
+the ``with`` block, and at interpreter exit (atexit); if our process dies without cleanup (SIGKILL)
+the kernel sends anvil SIGTERM (PR_SET_PDEATHSIG).
 
 Public API::
 
@@ -37,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from rollup.supervisor import die_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +134,10 @@ class Anvil:
     state_path: anvil's ``--state`` file (loaded at start if present, dumped at stop and every
     ``state_interval`` seconds) so a second run continues the same chain. If the file cannot be
     loaded, ``start()`` raises AnvilError; ``rollup.devnet`` moves it aside and starts fresh.
+
+    die_with_parent: on Linux anvil gets SIGTERM when the thread that started it exits, even if
+    the process is SIGKILLed (atexit never runs then). Start it from the main thread or another
+    long-lived one; pass False to let a chain outlive its starter.
     """
 
     def __init__(
@@ -143,6 +150,7 @@ class Anvil:
         chain_id: int = DEFAULT_CHAIN_ID,
         extra_args: list[str] | None = None,
         start_timeout: float = 20.0,
+        die_with_parent: bool = True,
     ) -> None:
         self.port = port
         self.block_time = block_time
@@ -151,6 +159,7 @@ class Anvil:
         self.chain_id = chain_id
         self.extra_args = list(extra_args or [])
         self.start_timeout = start_timeout
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen[bytes] | None = None
         self._stderr_path: Path | None = None
 
@@ -204,6 +213,8 @@ class Anvil:
             self.proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errf,
                 start_new_session=True,  # own process group: stop() kills anvil and nothing else
+                # SIGTERM (anvil then dumps --state and exits) if our process dies, even by SIGKILL
+                preexec_fn=die_with_parent(signal.SIGTERM) if self.die_with_parent else None,
             )
         _LIVE[id(self)] = self
         try:

@@ -17,6 +17,10 @@ Where host mode cannot be the machine, the choices are:
   so (`NODE_DIED_REPORT_PREFIX`), and the backend is restarted and replayed. A backend that dies
   deterministically on an input gives the same verdict under `verify`; one killed from outside
   may not, which is why the node's report names the exit code.
+- who may talk to the rollup server: inside the machine only the backend can; here any local
+  process could reach the port, so the server serves only under a per-run secret path prefix that
+  only the backend gets (in `ROLLUP_HTTP_SERVER_URL`; see `rollup.server`). `rollup_url` is the
+  address without the secret, safe to print.
 - crash safety: each processed input is one SQLite transaction; after a restart the backend is
   rebuilt by replaying accepted inputs and every replayed output must equal the stored one
   (`NonDeterministicBackendError` otherwise), so nothing is lost or appended twice.
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import signal
 import threading
@@ -49,6 +54,7 @@ log = logging.getLogger(__name__)
 NODE_DIED_REPORT_PREFIX = b"tributary-node: backend died while processing the input"
 DEFAULT_HTTP_PORT = 5004
 DEFAULT_API_PORT = 10011
+MAX_PENDING_INSPECTS = 64  # queued inspects (each holds up to 2 MiB); more get "busy" (503)
 
 
 class NodeError(Exception):
@@ -65,6 +71,14 @@ class BackendStartError(NodeError):
 
 class BackendTimeoutError(NodeError):
     """The backend did not finish a request within the node's request timeout."""
+
+
+class NodeBusyError(NodeError):
+    """Too many inspects are waiting already; the client should retry later."""
+
+
+class ContentUnavailableError(NodeError):
+    """A replayed input needs content the node served before and cannot serve now (rollup.gio)."""
 
 
 @dataclass
@@ -184,8 +198,14 @@ class Node:
     # ------------------------------------------------------------------ lifecycle
     @property
     def rollup_url(self) -> str:
+        """The rollup HTTP server's address, without the secret prefix the backend gets."""
         assert self.http is not None
-        return self.http.url
+        return self.http.base_url
+
+    @property
+    def backend_restarts(self) -> int:
+        """How many times the backend was restarted (exception, death, replay on reject)."""
+        return 0 if self.supervisor is None else self.supervisor.restarts
 
     @property
     def api_url(self) -> str:
@@ -224,6 +244,9 @@ class Node:
 
             self.claimer = Claimer(self.w3, self.authority, self.app, self.store, self.claimer_key)
 
+        from rollup.gio import journaled  # GIO verdicts recorded per input, unavailability retried
+
+        self.gio = self.machine.resolver = journaled(self.machine.resolver, self.state_dir, self._stop)
         self.http = RollupHttpServer(self.machine, port=self.http_port).start()
         if self.api_port is not None:
             from rollup.rpc import ApiServer
@@ -233,8 +256,11 @@ class Node:
         if log_target is None:
             log_target = self.state_dir / "backend.log"
         if isinstance(log_target, (str, Path)):
-            self._log_file = open(log_target, "ab")
+            # owner-only: a backend may print its ROLLUP_HTTP_SERVER_URL, which holds the secret
+            fd = os.open(log_target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._log_file = os.fdopen(fd, "ab")
             log_target = self._log_file
+        # http.url carries the per-run secret prefix: only the backend learns it
         self.supervisor = Supervisor(self.backend, self.http.url, env=self.backend_env,
                                      log_file=log_target)
         self._worker = threading.Thread(target=self._run, name="node-worker", daemon=True)
@@ -255,6 +281,8 @@ class Node:
             self.http.stop()
         if self.store is not None:
             self.store.close()
+        if getattr(self, "gio", None) is not None:
+            self.gio.close()
         if self._log_file is not None:
             self._log_file.close()
         if self._tmpdir is not None:
@@ -309,6 +337,8 @@ class Node:
 
     # ------------------------------------------------------------------ inspect (API threads)
     def inspect(self, payload: bytes, timeout: float = 60.0) -> InspectResult:
+        if self._inspects.qsize() >= MAX_PENDING_INSPECTS:
+            raise NodeBusyError(f"{MAX_PENDING_INSPECTS} inspects are already waiting; retry later")
         fut: Future = Future()
         self._inspects.put((bytes(payload), fut))
         self._wake.set()
@@ -409,6 +439,11 @@ class Node:
                     break
                 self.machine.abort(req)
                 break
+            if getattr(self, "gio", None) is not None and self.gio.fatal is not None:
+                self.machine.abort(req)  # a replay that cannot rebuild history (rollup.gio)
+                raise ContentUnavailableError(
+                    f"cannot replay: {self.gio.fatal}. Make that content reachable (e.g. run the "
+                    f"node with the store that served it) and start the node again")
             if self.request_timeout is not None and time.monotonic() - started > self.request_timeout:
                 self.machine.abort(req)
                 raise BackendTimeoutError(f"the backend did not finish a {req.kind} request in "
@@ -429,7 +464,16 @@ class Node:
         base = len(self.tree)
         if self.machine.output_count != base:
             raise NodeError(f"machine counts {self.machine.output_count} outputs, tree {base}")
+        self.gio.begin(rec.index)
         res = self._run_request(MachineRequest("advance", rec.payload, rec.metadata()))
+        unavailable = self.gio.end()
+        if unavailable is not None:
+            # No verdict without the content: drop this run (the backend may be half-way through
+            # the input), rebuild the backend and try the same input again after a pause.
+            log.error("input %d not processed, will retry: %s", rec.index, unavailable)
+            self._restart_backend()
+            self._stop.wait(1.0)
+            return
         status = REJECTED if res.status == DIED else res.status
         outputs = res.outputs if status == ACCEPTED else []
         written = self.store.commit_input(rec, status, outputs, res.reports, res.exception_payload, base)
@@ -459,7 +503,13 @@ class Node:
                 raise NonDeterministicBackendError(
                     f"replay of input {rec.index}: output index {self.machine.output_count},"
                     f" stored {rec.output_base}")
+            self.gio.begin(rec.index, replay=True)
             res = self._run_request(MachineRequest("advance", rec.payload, rec.metadata()))
+            unavailable = self.gio.end()
+            if unavailable is not None:
+                raise ContentUnavailableError(
+                    f"cannot replay input {rec.index}: {unavailable}. Make that content reachable "
+                    f"(e.g. run the node with the store that served it) and start the node again")
             if res.status != ACCEPTED or res.outputs != stored:
                 raise NonDeterministicBackendError(
                     f"replay of input {rec.index} gave status {res.status} and {len(res.outputs)} outputs;"

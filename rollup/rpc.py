@@ -5,6 +5,13 @@ Method names, parameters and result shapes follow the Cartesi rollups-node v2 JS
 lists come as {"data": [...], "pagination": {"total_count", "limit", "offset"}}, an output's
 `output_hashes_siblings` is null until its epoch's claim is accepted, then the 63 siblings against
 that claim's root (which is what `Application.executeOutput` / `validateOutput` check).
+
+Bounds, so that no cheap request can crash the node or make it do unbounded work: bodies are
+capped (`MAX_RPC_BODY`, `MAX_INSPECT`) and refused before they are read; JSON nesting is checked
+before parsing (`rollup.server.check_json_depth`); a batch holds at most `MAX_BATCH` calls asking
+for at most `MAX_LIMIT` items in all, and one answer is at most `MAX_RESPONSE_BYTES`, or the calls
+past the bound get error -32005 ("limit exceeded", EIP-1474); indices and offsets are uint64 or
+-32602; any other failure inside a method is -32603 "internal error" (logged, no traceback sent).
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any, Callable
 
 from rollup import outputs
-from rollup.server import LoopbackServer, drain
+from rollup.server import JsonTooDeep, LoopbackServer, content_length, drain, loads_bounded
 from rollup.outputs import DELEGATE_CALL_VOUCHER_SELECTOR, NOTICE_SELECTOR, VOUCHER_SELECTOR
 from rollup.store import EPOCH_CLAIM_ACCEPTED, EpochRecord, InputRecord, OutputRecord, ReportRecord
 
@@ -27,7 +34,14 @@ log = logging.getLogger(__name__)
 
 MAX_INSPECT = 2 * 1024 * 1024
 MAX_RPC_BODY = 1024 * 1024
-MAX_LIMIT = 10_000
+MAX_LIMIT = 10_000  # items per list call, and per batch in all
+MAX_BATCH = 100  # calls per JSON-RPC batch
+MAX_RESPONSE_BYTES = 128 * 1024 * 1024  # one HTTP answer (a call, or a whole batch)
+UINT64_MAX = 2**64 - 1
+SQL_INT_MAX = 2**63 - 1  # SQLite's integers are signed 64-bit: larger ones match nothing anyway
+REQUEST_TIMEOUT = 60.0  # seconds a client connection may idle or trickle before it is dropped
+LIST_METHODS = ("cartesi_listOutputs", "cartesi_listInputs", "cartesi_listReports", "cartesi_listEpochs",
+                "cartesi_listApplications")
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -35,6 +49,7 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 RESOURCE_NOT_FOUND = -32001
+LIMIT_EXCEEDED = -32005
 
 OUTPUT_TYPES = {
     "notice": NOTICE_SELECTOR,
@@ -53,6 +68,12 @@ class RpcError(Exception):
 
 def _hex(n: int) -> str:
     return hex(n)
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    """A client's value for an error message, cut short: an error must not echo a megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
 def decode_output(raw: bytes) -> dict[str, Any]:
@@ -94,7 +115,7 @@ class NodeApi:
         if app is None:
             return
         if not isinstance(app, str) or (app.lower() != self.node.app.lower() and app != self.node.app_name):
-            raise RpcError(RESOURCE_NOT_FOUND, f"application not found: {app!r}")
+            raise RpcError(RESOURCE_NOT_FOUND, f"application not found: {_show(app)}")
 
     @staticmethod
     def _index(params: dict[str, Any], name: str, required: bool = False) -> int | None:
@@ -104,18 +125,18 @@ class NodeApi:
                 raise RpcError(INVALID_PARAMS, f"missing parameter {name}")
             return None
         if isinstance(value, bool):
-            raise RpcError(INVALID_PARAMS, f"invalid {name}: {value!r}")
+            raise RpcError(INVALID_PARAMS, f"invalid {name}: {_show(value)}")
         if isinstance(value, int):
             number = value
         elif isinstance(value, str):
             try:
                 number = int(value, 16) if value.lower().startswith("0x") else int(value, 10)
             except ValueError:
-                raise RpcError(INVALID_PARAMS, f"invalid {name}: {value!r} (expected a hex string)") from None
+                raise RpcError(INVALID_PARAMS, f"invalid {name}: {_show(value)} (expected a hex string)") from None
         else:
-            raise RpcError(INVALID_PARAMS, f"invalid {name}: {value!r} (expected a hex string)")
-        if number < 0 or number >= 2**64:
-            raise RpcError(INVALID_PARAMS, f"invalid {name}: out of range")
+            raise RpcError(INVALID_PARAMS, f"invalid {name}: {_show(value)} (expected a hex string)")
+        if number < 0 or number > UINT64_MAX:
+            raise RpcError(INVALID_PARAMS, f"invalid {name}: out of range (0..{hex(UINT64_MAX)})")
         return number
 
     @staticmethod
@@ -124,16 +145,30 @@ class NodeApi:
         offset = params.get("offset", 0)
         for name, value in (("limit", limit), ("offset", offset)):
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise RpcError(INVALID_PARAMS, f"invalid {name}: {value!r} (expected a non-negative integer)")
+                raise RpcError(INVALID_PARAMS, f"invalid {name}: {_show(value)} (expected a non-negative integer)")
         if limit == 0 or limit > MAX_LIMIT:
-            raise RpcError(INVALID_PARAMS, f"invalid limit: {limit} (1..{MAX_LIMIT})")
+            raise RpcError(INVALID_PARAMS, f"invalid limit: {_show(limit)} (1..{MAX_LIMIT})")
+        if offset > UINT64_MAX:
+            raise RpcError(INVALID_PARAMS, f"invalid offset: {_show(offset)} (0..{UINT64_MAX})")
         return limit, offset
+
+    @staticmethod
+    def _sql(number: int | None) -> int | None:
+        """An index or offset as SQLite can take it (past 2**63-1 nothing can match anyway)."""
+        return None if number is None else min(number, SQL_INT_MAX)
+
+    @staticmethod
+    def _check_size(estimate: int) -> None:
+        """Refuse a page whose answer would be too large, before building it."""
+        if estimate > MAX_RESPONSE_BYTES:
+            raise RpcError(LIMIT_EXCEEDED, f"the answer would take about {estimate >> 20} MiB, more than "
+                           f"{MAX_RESPONSE_BYTES >> 20} MiB: ask for fewer items (limit)")
 
     @staticmethod
     def _known(params: dict[str, Any], allowed: set[str]) -> None:
         extra = set(params) - allowed - {"application"}
         if extra:
-            raise RpcError(INVALID_PARAMS, f"unknown parameters: {sorted(extra)}")
+            raise RpcError(INVALID_PARAMS, f"unknown parameters: {_show(sorted(extra))}")
 
     def _one(self, p: dict[str, Any], name: str, what: str, fetch: Callable[[int], Any],
              shape: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
@@ -141,7 +176,8 @@ class NodeApi:
         self._known(p, {name})
         self._app(p)
         idx = self._index(p, name, required=True)
-        item = fetch(idx)
+        assert idx is not None
+        item = fetch(idx) if idx <= SQL_INT_MAX else None
         if item is None:
             raise RpcError(RESOURCE_NOT_FOUND, f"{what} {idx} not found")
         return {"data": shape(item)}
@@ -220,11 +256,11 @@ class NodeApi:
         self._app(p)
         limit, offset = self._page(p)
         conds, args = [], []
-        epoch = self._index(p, "epoch_index")
+        epoch = self._sql(self._index(p, "epoch_index"))
         if epoch is not None:
             conds.append("epoch=?")
             args.append(epoch)
-        input_index = self._index(p, "input_index")
+        input_index = self._sql(self._index(p, "input_index"))
         if input_index is not None:
             conds.append("input_index=?")
             args.append(input_index)
@@ -236,22 +272,24 @@ class NodeApi:
                 if sel is None and otype.lower() in {"0x" + s.hex() for s in OUTPUT_TYPES.values()}:
                     sel = bytes.fromhex(otype[2:])
             if sel is None:
-                raise RpcError(INVALID_PARAMS, f"invalid output_type: {otype!r}")
+                raise RpcError(INVALID_PARAMS, f"invalid output_type: {_show(otype)}")
             conds.append("substr(raw, 1, 4)=?")
             args.append(sel)
         addr = p.get("voucher_address")
         if addr is not None:
             if not isinstance(addr, str) or len(addr) != 42 or not addr.startswith("0x"):
-                raise RpcError(INVALID_PARAMS, f"invalid voucher_address: {addr!r}")
+                raise RpcError(INVALID_PARAMS, f"invalid voucher_address: {_show(addr)}")
             try:
                 raw_addr = bytes.fromhex(addr[2:])
             except ValueError:
-                raise RpcError(INVALID_PARAMS, f"invalid voucher_address: {addr!r}") from None
+                raise RpcError(INVALID_PARAMS, f"invalid voucher_address: {_show(addr)}") from None
             # destination is the first ABI word of vouchers and delegate-call vouchers
             conds.append("substr(raw, 1, 4) IN (?, ?) AND substr(raw, 17, 20)=?")
             args += [VOUCHER_SELECTOR, DELEGATE_CALL_VOUCHER_SELECTOR, raw_addr]
-        outs, total = self.store.list_outputs(" AND ".join(conds), args, limit, offset)
+        outs, total = self.store.list_outputs(" AND ".join(conds), args, limit, self._sql(offset))
         claims = self._epoch_claims()
+        # raw_data and decoded payload in hex, the other fields, a proof's 63 siblings (~4.4 KB)
+        self._check_size(sum(4 * len(o.raw) + 600 + (4400 if o.epoch in claims else 0) for o in outs))
         return self._paged([self.output_json(o, claims) for o in outs], total, limit, offset)
 
     def get_output(self, p: dict[str, Any]) -> Any:
@@ -263,8 +301,10 @@ class NodeApi:
         limit, offset = self._page(p)
         sender = p.get("sender")
         if sender is not None and (not isinstance(sender, str) or len(sender) != 42 or not sender.startswith("0x")):
-            raise RpcError(INVALID_PARAMS, f"invalid sender: {sender!r}")
-        recs, total = self.store.list_inputs(self._index(p, "epoch_index"), limit, offset, sender)
+            raise RpcError(INVALID_PARAMS, f"invalid sender: {_show(sender)}")
+        recs, total = self.store.list_inputs(self._sql(self._index(p, "epoch_index")), limit, self._sql(offset),
+                                             sender)
+        self._check_size(sum(2 * len(r.raw) + 2 * len(r.payload) + 1000 for r in recs))
         return self._paged([self.input_json(r) for r in recs], total, limit, offset)
 
     def get_input(self, p: dict[str, Any]) -> Any:
@@ -274,8 +314,9 @@ class NodeApi:
         self._known(p, {"epoch_index", "input_index", "limit", "offset"})
         self._app(p)
         limit, offset = self._page(p)
-        reps, total = self.store.list_reports(self._index(p, "epoch_index"), self._index(p, "input_index"),
-                                              limit, offset)
+        reps, total = self.store.list_reports(self._sql(self._index(p, "epoch_index")),
+                                              self._sql(self._index(p, "input_index")), limit, self._sql(offset))
+        self._check_size(sum(2 * len(r.payload) + 200 for r in reps))
         return self._paged([self.report_json(r) for r in reps], total, limit, offset)
 
     def get_report(self, p: dict[str, Any]) -> Any:
@@ -292,7 +333,7 @@ class NodeApi:
         status = p.get("status")
         if status is not None and not isinstance(status, str):
             raise RpcError(INVALID_PARAMS, "invalid status")
-        eps, total = self.store.list_epochs(status, limit, offset)
+        eps, total = self.store.list_epochs(status, limit, self._sql(offset))
         return self._paged([self.epoch_json(e) for e in eps], total, limit, offset)
 
     def get_epoch(self, p: dict[str, Any]) -> Any:
@@ -310,7 +351,7 @@ class NodeApi:
 
     def list_applications(self, p: dict[str, Any]) -> Any:
         limit, offset = self._page(p)
-        data = [self._application()][offset:offset + limit]
+        data = [self._application()][min(offset, 1):]
         return self._paged(data, 1, limit, offset)
 
     def get_application(self, p: dict[str, Any]) -> Any:
@@ -328,7 +369,7 @@ class NodeApi:
                 raise RpcError(INVALID_REQUEST, "invalid request")
             method = self.methods.get(msg["method"])
             if method is None:
-                raise RpcError(METHOD_NOT_FOUND, f"method not found: {msg['method']}")
+                raise RpcError(METHOD_NOT_FOUND, f"method not found: {_show(msg['method'])}")
             params = msg.get("params", {})
             if params is None:
                 params = {}
@@ -341,40 +382,117 @@ class NodeApi:
             if exc.data is not None:
                 err["data"] = exc.data
             return {"jsonrpc": "2.0", "id": req_id, "error": err}
-        except Exception as exc:  # never leak a traceback to a client; log it
-            log.exception("JSON-RPC %s failed", msg.get("method") if isinstance(msg, dict) else msg)
-            return {"jsonrpc": "2.0", "id": req_id, "error": {"code": INTERNAL_ERROR, "message": str(exc)}}
+        except Exception:  # never leak a traceback (or its text) to a client; log it
+            log.exception("JSON-RPC %s failed", msg.get("method") if isinstance(msg, dict) else type(msg))
+            return {"jsonrpc": "2.0", "id": req_id, "error": {"code": INTERNAL_ERROR, "message": "internal error"}}
+
+    @staticmethod
+    def cost(msg: Any) -> int:
+        """Items a call may return, for the batch budget: its page size for list methods (1 if
+        the page size is invalid: such a call fails cheaply), 1 for the others."""
+        if not isinstance(msg, dict) or msg.get("method") not in LIST_METHODS:
+            return 1
+        params = msg.get("params")
+        limit = params.get("limit", 50) if isinstance(params, dict) else 50
+        if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit <= MAX_LIMIT:
+            return limit
+        return 1
+
+    def call_batch(self, batch: list[Any]) -> bytes:
+        """A batch's answer as JSON bytes, under the batch bounds (the caller checked its length).
+
+        Calls run in order; a call whose page would push the batch past `MAX_LIMIT` items, or
+        any call once the answer has passed `MAX_RESPONSE_BYTES`, gets -32005 instead, so the
+        client learns which calls to send again with smaller pages."""
+        items_left = MAX_LIMIT
+        size = 2
+        parts: list[bytes] = []
+        for msg in batch:
+            req_id = msg.get("id") if isinstance(msg, dict) else None
+            cost = self.cost(msg)
+            if cost > items_left:
+                answer: dict[str, Any] | None = _limit_error(
+                    req_id, f"this batch asks for more than {MAX_LIMIT} items in all: send smaller pages "
+                    "or fewer calls per batch")
+            elif size > MAX_RESPONSE_BYTES:
+                answer = _limit_error(req_id, f"the batch's answer passed {MAX_RESPONSE_BYTES >> 20} MiB: "
+                                      "send the remaining calls again")
+            else:
+                items_left -= cost
+                answer = self.call(msg)
+            part = json.dumps(answer).encode()
+            size += len(part) + 1
+            parts.append(part)
+        return b"[" + b",".join(parts) + b"]"
+
+
+def _limit_error(req_id: Any, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": req_id, "error": {"code": LIMIT_EXCEEDED, "message": message}}
+
+
+def _rpc_error(code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "ApiServer"
+    timeout = REQUEST_TIMEOUT  # socket timeout: an idle or trickling client is dropped
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("node api: " + format, *args)
 
     def _send(self, status: int, obj: Any) -> None:
-        data = json.dumps(obj).encode()
+        data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
+    def _refuse(self, status: int, obj: Any, length: int | None) -> None:
+        """Answer without reading the body, then drop (a bounded part of) it and hang up."""
+        self.close_connection = True
+        self._send(status, obj)
+        drain(self, length or 0)
+
     def _body(self, limit: int) -> bytes | None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > limit:
-            drain(self, length)
-            self._send(413, {"error": f"body larger than {limit} bytes"})
+        """The request body, or None once a refusal was sent (too large, bad length, hung up)."""
+        length = content_length(self)
+        if length is None:
+            self._refuse(411, {"error": "a Content-Length is required (chunked bodies are refused)"}, 0)
             return None
-        return self.rfile.read(length) if length else b""
+        if length > limit:
+            self._refuse(413, {"error": f"body larger than {limit} bytes"}, length)
+            return None
+        raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:  # the client hung up mid-body
+            self.close_connection = True
+            return None
+        return raw
+
+    def handle_one_request(self) -> None:
+        """A failure in our code answers 500 without a traceback and keeps the server serving."""
+        try:
+            super().handle_one_request()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception:
+            log.exception("node api: request failed")
+            self.close_connection = True
+            try:
+                self._send(500, {"error": "internal error"})
+            except OSError:
+                pass
 
     def do_GET(self) -> None:
         path = self.path.split("?")[0].rstrip("/")
         node = self.server.node
+        length = content_length(self)
+        if length:  # no GET here takes a body: do not read one
+            self.close_connection = True
         if path == "/health":
             alive = node.supervisor is not None and node.supervisor.alive()
             ok = node.error is None
@@ -382,6 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "status": "ok" if ok else "error",
                 "error": None if ok else str(node.error),
                 "backend_alive": alive,
+                "backend_restarts": node.supervisor.restarts if node.supervisor is not None else 0,
                 "processed_input_count": node.store.processed_count if node.store else 0,
                 "application": node.app.lower(),
             })
@@ -394,29 +513,12 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         node = self.server.node
         if path.rstrip("/") == "/rpc":
-            raw = self._body(MAX_RPC_BODY)
-            if raw is None:
-                return
-            try:
-                msg = json.loads(raw)
-            except ValueError as exc:
-                self._send(200, {"jsonrpc": "2.0", "id": None,
-                                 "error": {"code": PARSE_ERROR, "message": f"parse error: {exc}"}})
-                return
-            if isinstance(msg, list):
-                if not msg:
-                    self._send(200, {"jsonrpc": "2.0", "id": None,
-                                     "error": {"code": INVALID_REQUEST, "message": "empty batch"}})
-                    return
-                self._send(200, [self.server.api.call(m) for m in msg])
-            else:
-                self._send(200, self.server.api.call(msg))
+            self._rpc()
             return
         if path.startswith("/inspect/"):
             target = path[len("/inspect/"):].strip("/")
             if target.lower() != node.app.lower() and target != node.app_name:
-                self._body(MAX_INSPECT)
-                self._send(404, {"error": f"application not found: {target}"})
+                self._refuse(404, {"error": f"application not found: {target[:100]}"}, content_length(self))
                 return
             payload = self._body(MAX_INSPECT)
             if payload is None:
@@ -431,8 +533,39 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._send(200, result.to_json())
             return
-        self._body(MAX_INSPECT)
-        self._send(404, {"error": "not found"})
+        self._refuse(404, {"error": "not found"}, content_length(self))
+
+    def _rpc(self) -> None:
+        length = content_length(self)
+        if length is not None and length > MAX_RPC_BODY:
+            self._refuse(413, _rpc_error(INVALID_REQUEST, f"body larger than {MAX_RPC_BODY} bytes"), length)
+            return
+        raw = self._body(MAX_RPC_BODY)
+        if raw is None:
+            return
+        try:
+            msg = loads_bounded(raw)
+        except JsonTooDeep as exc:
+            self._send(200, _rpc_error(INVALID_REQUEST, f"invalid request: {exc}"))
+            return
+        except ValueError as exc:
+            self._send(200, _rpc_error(PARSE_ERROR, f"parse error: {exc}"))
+            return
+        api = self.server.api
+        if isinstance(msg, list):
+            if not msg:
+                self._send(200, _rpc_error(INVALID_REQUEST, "empty batch"))
+            elif len(msg) > MAX_BATCH:
+                self._send(200, _rpc_error(INVALID_REQUEST, f"batch of {len(msg)} calls: at most {MAX_BATCH}"))
+            else:
+                self._send(200, api.call_batch(msg))
+            return
+        answer = json.dumps(api.call(msg)).encode()
+        if len(answer) > MAX_RESPONSE_BYTES:  # _check_size estimates; this is the exact bound
+            answer = json.dumps(_limit_error(msg.get("id") if isinstance(msg, dict) else None,
+                                             f"the answer is larger than {MAX_RESPONSE_BYTES >> 20} MiB: "
+                                             "ask for fewer items (limit)")).encode()
+        self._send(200, answer)
 
 
 class ApiServer(LoopbackServer):

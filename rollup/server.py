@@ -5,16 +5,29 @@ in host mode it talks to this one, which must answer the same way (status codes,
 output indices) so that a backend cannot tell the difference. `RollupMachine` holds the request
 being processed and plays the machine's accept/reject/exception semantics; `RollupHttpServer`
 is the HTTP face of it.
+
+Host mode differs from the machine in one way that matters for safety: any local process can
+reach a loopback port, while inside the machine only the backend can reach the rollup server. So
+the server serves its endpoints only under a per-run secret path prefix, `http://127.0.0.1:5004/<token>`,
+which the supervisor hands to the backend as `ROLLUP_HTTP_SERVER_URL` (backends do `url + "/finish"`,
+so Cartesi's templates and `dapp/rollup_api.py` work unchanged). A request without the prefix gets
+403 and changes nothing. Bodies are capped (`MAX_BODY`, as the real server) and their JSON nesting
+is bounded before parsing (`check_json_depth`): `web3` (via py_ecc) raises the recursion limit to
+100000, so a 200 KB `[[[[...` would otherwise overflow the C stack inside `json.loads`.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
+import re
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import accumulate
 from typing import Any
 
 from rollup.gio import ContentResolver, NullResolver
@@ -24,6 +37,10 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 5 * 1024 * 1024  # the real server's JSON limit
 UINT256_MAX = 2**256 - 1
+MAX_JSON_DEPTH = 64  # no request of the rollup or node API nests deeper than ~5
+DRAIN_MAX = 8 * 1024 * 1024  # a refused body is read (and dropped) up to this many bytes ...
+DRAIN_SECONDS = 2.0  # ... for at most this long, so the client sees our answer, then we hang up
+REQUEST_TIMEOUT = 300.0  # seconds a connection may sit idle or trickle bytes before we drop it
 
 ACCEPTED = "ACCEPTED"
 REJECTED = "REJECTED"
@@ -35,6 +52,47 @@ ENDPOINTS = ("/finish", "/voucher", "/delegate-call-voucher", "/notice", "/repor
 
 class BadRequest(Exception):
     """A backend request the real server would answer with 400; the message is the body."""
+
+
+class JsonTooDeep(ValueError):
+    """A JSON text nests arrays/objects deeper than allowed; refused before `json.loads`."""
+
+
+# A JSON string, escapes included (the unrolled form matches in linear time); the strings are
+# blanked out before counting brackets so `"[[["` inside a string does not count.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def check_json_depth(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise `JsonTooDeep` if `raw` nests `[`/`{` (outside strings) more than `limit` deep.
+
+    Why: `json.loads` recurses in C once per level and checks only Python's recursion limit,
+    which web3's py_ecc import raises to 100000, so a deep enough text segfaults the node. The
+    scan is linear and runs in C (count, regex, translate, accumulate): ~1 ms per MiB without
+    brackets, ~50 ms per MiB of brackets (bench/node_hostile.py). Malformed JSON is left for
+    `json.loads` to report, unless it also nests too deep.
+    """
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if raw.count(b"[") + raw.count(b"{") <= limit:  # the usual case: few brackets at all
+        return
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:  # the brackets were in strings
+        return
+    depth = max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+    if depth > limit:
+        raise JsonTooDeep(f"JSON nested deeper than {limit} levels")
+
+
+def loads_bounded(raw: bytes | str, limit: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads` that refuses (with ValueError) texts nested deeper than `limit`."""
+    check_json_depth(raw, limit)
+    try:
+        return json.loads(raw)
+    except RecursionError:  # belt and braces: never reached with a sane `limit`
+        raise JsonTooDeep(f"JSON nested deeper than {limit} levels") from None
 
 
 @dataclass
@@ -165,16 +223,44 @@ class RollupMachine:
 
 
 def drain(handler: BaseHTTPRequestHandler, length: int) -> None:
-    """Read and drop a refused body, so the client gets our answer instead of a broken pipe
-    (beyond 64 MiB we just hang up)."""
+    """After answering a refused request, read and drop a bounded part of its body and hang up.
+
+    Call it *after* sending the answer. Closing a socket with unread data makes Linux send a
+    reset, which can destroy the answer before the client reads it; so up to `DRAIN_MAX` bytes
+    are read for at most `DRAIN_SECONDS` (a client that trickles gets cut off), never the whole
+    of a huge `Content-Length`.
+    """
     handler.close_connection = True
-    if length > 64 * 1024 * 1024:
+    if length <= 0 or length > DRAIN_MAX:
         return
-    while length > 0:
-        chunk = handler.rfile.read(min(length, 1 << 20))
-        if not chunk:
-            return
-        length -= len(chunk)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    try:
+        while length > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            handler.connection.settimeout(left)
+            chunk = handler.rfile.read1(min(length, 1 << 16))  # type: ignore[attr-defined]
+            if not chunk:
+                return
+            length -= len(chunk)
+    except OSError:
+        return
+
+
+def content_length(handler: BaseHTTPRequestHandler) -> int | None:
+    """The request's Content-Length (0 when absent), or None when it is unusable: not a
+    non-negative integer (a negative one would make `rfile.read` read until EOF), or a chunked
+    body, which `http.server` does not decode."""
+    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
+        return None
+    value = handler.headers.get("Content-Length")
+    if value is None:
+        return 0
+    value = value.strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        return None
+    return int(value)
 
 
 # --- request validation, as the real server does it -----------------------------------------
@@ -221,6 +307,7 @@ def _value_field(obj: dict) -> int:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: "RollupHttpServer"
+    timeout = REQUEST_TIMEOUT  # socket timeout: an idle or trickling client is dropped
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet by default
         log.debug("rollup http: " + format, *args)
@@ -238,37 +325,57 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if data:
             self.wfile.write(data)
 
-    def _not_post(self) -> None:
+    def _endpoint(self) -> str | None:
+        """The endpoint path under the server's secret prefix, or None (answered 403) when the
+        prefix is missing or wrong. The comparison takes the same time wherever it differs."""
         path = self.path.split("?")[0]
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= MAX_BODY:
-            self.rfile.read(length)
-        elif length > MAX_BODY:
-            drain(self, length)
-        if path in ENDPOINTS:
-            self._send(405, "Method Not Allowed")
-        else:
-            self._send(404, "Not Found")
+        first, _, rest = path[1:].partition("/") if path.startswith("/") else ("", "", "")
+        given = first.encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given, self.server.token.encode()):
+            return None
+        return "/" + rest
 
-    do_GET = do_PUT = do_DELETE = do_PATCH = _not_post  # type: ignore[assignment]
+    def _refuse(self, status: int, message: str, length: int | None) -> None:
+        """Answer without reading the body, then drop (a bounded part of) it and hang up."""
+        self.close_connection = True
+        self._send(status, message)
+        drain(self, length or 0)
+
+    def _not_post(self) -> None:
+        length = content_length(self)
+        path = self._endpoint()
+        if path is None:
+            self._refuse(403, "Forbidden", length)
+        elif path in ENDPOINTS:
+            self._refuse(405, "Method Not Allowed", length)
+        else:
+            self._refuse(404, "Not Found", length)
+
+    do_GET = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _not_post  # type: ignore[assignment]
 
     def do_POST(self) -> None:
-        path = self.path.split("?")[0]
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.close_connection = True
-            self._send(400, "invalid Content-Length")
+        length = content_length(self)
+        path = self._endpoint()
+        if path is None:  # not the backend: refuse before reading anything
+            self._refuse(403, "Forbidden", length)
+            return
+        if length is None:
+            self._refuse(400, "invalid Content-Length (a length is required; chunked bodies are refused)", 0)
             return
         if length > MAX_BODY:
-            drain(self, length)
-            self._send(413, "JSON payload (%d bytes) is larger than allowed (limit: %d bytes)." % (length, MAX_BODY))
+            self._refuse(413, "JSON payload (%d bytes) is larger than allowed (limit: %d bytes)."
+                         % (length, MAX_BODY), length)
             return
         raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:  # the client hung up mid-body
+            self.close_connection = True
+            return
         if path not in ENDPOINTS:
             self._send(404, "Not Found")
             return
@@ -277,62 +384,70 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, "Content type error")
             return
         try:
-            obj = json.loads(raw)
+            obj = loads_bounded(raw)
             if not isinstance(obj, dict):
                 raise ValueError("expected a JSON object")
-        except ValueError as exc:
+        except ValueError as exc:  # includes JsonTooDeep and UnicodeDecodeError
             self._send(400, f"Json deserialize error: {exc}")
             return
-        machine = self.server.machine
         try:
-            if path == "/finish":
-                status = obj.get("status")
-                if not isinstance(status, str):
-                    raise BadRequest("Json deserialize error: missing field `status`")
-                if status not in ("accept", "reject"):
-                    raise BadRequest("status must be 'accept' or 'reject'")
-                req = machine.finish(status == "accept")
-                if req is None:
-                    self._send(202, "")
-                else:
-                    self._send(200, req.to_json())
-            elif path == "/voucher":
-                destination = _address_field(obj, "destination")
-                value = _value_field(obj)
-                payload = _hex_field(obj, "payload", "voucher")
-                index = machine.add_output(encode_voucher(destination, value, payload), "voucher")
-                self._send(201, {"index": index})
-            elif path == "/delegate-call-voucher":
-                destination = _address_field(obj, "destination")
-                payload = _hex_field(obj, "payload", "delegate call voucher")
-                index = machine.add_output(
-                    encode_delegate_call_voucher(destination, payload), "delegate call voucher"
-                )
-                self._send(201, {"index": index})
-            elif path == "/notice":
-                payload = _hex_field(obj, "payload", "notice")
-                index = machine.add_output(encode_notice(payload), "notice")
-                self._send(201, {"index": index})
-            elif path == "/report":
-                machine.add_report(_hex_field(obj, "payload", "report"))
-                self._send(202, "")
-            elif path == "/exception":
-                machine.throw_exception(_hex_field(obj, "payload", "exception"))
-                self._send(202, "")
-            elif path == "/gio":
-                domain = obj.get("domain")
-                if not isinstance(domain, int) or isinstance(domain, bool) or not 0 <= domain <= 0xFFFF:
-                    raise BadRequest("Json deserialize error: invalid field `domain` (u16)")
-                if domain < 0x10:
-                    raise BadRequest(
-                        "unable to process gio request, error details: "
-                        f"'domain {domain:#x} is reserved (applications use 0x10 and up)'"
-                    )
-                gio_id = _hex_field(obj, "id", "gio")
-                code, data = machine.gio(domain, gio_id)
-                self._send(202, {"response_code": code, "response": "0x" + data.hex()})
+            self._dispatch(path, obj)
         except BadRequest as exc:
             self._send(400, str(exc))
+        except OSError:  # the client went away mid-answer
+            self.close_connection = True
+        except Exception:  # a bug must not kill the connection silently or leak a traceback
+            log.exception("rollup http %s failed", path)
+            self._send(500, "internal error")
+
+    def _dispatch(self, path: str, obj: dict[str, Any]) -> None:
+        machine = self.server.machine
+        if path == "/finish":
+            status = obj.get("status")
+            if not isinstance(status, str):
+                raise BadRequest("Json deserialize error: missing field `status`")
+            if status not in ("accept", "reject"):
+                raise BadRequest("status must be 'accept' or 'reject'")
+            req = machine.finish(status == "accept")
+            if req is None:
+                self._send(202, "")
+            else:
+                self._send(200, req.to_json())
+        elif path == "/voucher":
+            destination = _address_field(obj, "destination")
+            value = _value_field(obj)
+            payload = _hex_field(obj, "payload", "voucher")
+            index = machine.add_output(encode_voucher(destination, value, payload), "voucher")
+            self._send(201, {"index": index})
+        elif path == "/delegate-call-voucher":
+            destination = _address_field(obj, "destination")
+            payload = _hex_field(obj, "payload", "delegate call voucher")
+            index = machine.add_output(
+                encode_delegate_call_voucher(destination, payload), "delegate call voucher"
+            )
+            self._send(201, {"index": index})
+        elif path == "/notice":
+            payload = _hex_field(obj, "payload", "notice")
+            index = machine.add_output(encode_notice(payload), "notice")
+            self._send(201, {"index": index})
+        elif path == "/report":
+            machine.add_report(_hex_field(obj, "payload", "report"))
+            self._send(202, "")
+        elif path == "/exception":
+            machine.throw_exception(_hex_field(obj, "payload", "exception"))
+            self._send(202, "")
+        elif path == "/gio":
+            domain = obj.get("domain")
+            if not isinstance(domain, int) or isinstance(domain, bool) or not 0 <= domain <= 0xFFFF:
+                raise BadRequest("Json deserialize error: invalid field `domain` (u16)")
+            if domain < 0x10:
+                raise BadRequest(
+                    "unable to process gio request, error details: "
+                    f"'domain {domain:#x} is reserved (applications use 0x10 and up)'"
+                )
+            gio_id = _hex_field(obj, "id", "gio")
+            code, data = machine.gio(domain, gio_id)
+            self._send(202, {"response_code": code, "response": "0x" + data.hex()})
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -363,10 +478,29 @@ class LoopbackServer(ThreadingHTTPServer):
 
 
 class RollupHttpServer(LoopbackServer):
-    """Loopback HTTP server bound to a `RollupMachine`; port 0 picks a free port."""
+    """Loopback HTTP server bound to a `RollupMachine`; port 0 picks a free port.
+
+    Only requests under `/<token>/` are served: `url` (what the backend gets as
+    `ROLLUP_HTTP_SERVER_URL`) includes the token, `base_url` does not (safe to print or log).
+    `token=None` draws a fresh one with `secrets.token_urlsafe`.
+    """
 
     thread_name = "rollup-http"
 
-    def __init__(self, machine: RollupMachine, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, machine: RollupMachine, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None) -> None:
+        if token is not None and (not token or "/" in token or "?" in token):
+            raise ValueError("the rollup server token must be a non-empty path segment")
         super().__init__((host, port), _Handler)
         self.machine = machine
+        self.token = token if token is not None else secrets.token_urlsafe(32)
+
+    @property
+    def base_url(self) -> str:
+        """The server's address without the secret (what may appear in logs)."""
+        return super().url
+
+    @property
+    def url(self) -> str:
+        """The backend's `ROLLUP_HTTP_SERVER_URL`: the address plus the secret path prefix."""
+        return f"{self.base_url}/{self.token}"

@@ -38,7 +38,7 @@ def raw_post(srv: RollupHttpServer, path: str, body: bytes, ctype: str | None = 
     hdrs = dict(headers or {})
     if ctype:
         hdrs["Content-Type"] = ctype
-    conn.request(method, path, body=body, headers=hdrs)
+    conn.request(method, f"/{srv.token}{path}", body=body, headers=hdrs)  # as the backend: under the secret prefix
     resp = conn.getresponse()
     data = resp.read()
     conn.close()
@@ -196,3 +196,47 @@ def test_gio_calls_the_resolver(server: RollupHttpServer) -> None:
 def test_null_resolver_answers_errors() -> None:
     assert NullResolver().resolve(DOMAIN_BLOCK_BY_CID, b"x").code != 0
     assert NullResolver().resolve(0x99, b"x").code != 0
+
+
+# ------------------------------------------------------------------------- hostile callers
+
+def bare_post(srv: RollupHttpServer, path: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+    """POST exactly `path` (no secret prefix added), as another local process would."""
+    host, port = srv.server_address[:2]
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("POST", path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+    status = conn.getresponse().status
+    conn.close()
+    return status
+
+
+def test_only_requests_under_the_secret_prefix_are_served(server: RollupHttpServer) -> None:
+    assert server.url == f"{server.base_url}/{server.token}" and len(server.token) >= 40
+    assert RollupHttpServer(server.machine).token != server.token  # a fresh secret per server
+    req = advance(b"x")
+    Driver(server.machine).run(req)
+    client = RollupClient(server.url)
+    assert isinstance(client.finish(), AdvanceRequest)
+    voucher = json.dumps({"destination": "0x" + "66" * 20, "value": hex(3 * 10**18), "payload": "0x"}).encode()
+    for path in ("/voucher", "/x/voucher", f"/{server.token[:-1]}/voucher", f"/{server.token}x/voucher",
+                 f"/{server.token.upper()}/voucher", f"/voucher/{server.token}", f"/%2F{server.token}/voucher"):
+        assert bare_post(server, path, voucher) == 403, path
+    for path in ("/exception", "/finish", "/report", "/gio"):
+        assert bare_post(server, path, b'{"status": "accept", "payload": "0x"}') == 403, path
+    assert req.outputs == [] and req.reports == [] and not req.done.is_set()
+    assert bare_post(server, f"/{server.token}/voucher", voucher) == 201
+    assert client.finish("accept") is None
+    assert req.status == ACCEPTED and len(req.outputs) == 1
+
+
+def test_deep_json_and_unusable_lengths_are_refused(server: RollupHttpServer) -> None:
+    import sys
+
+    assert sys.getrecursionlimit() >= 1000
+    for body in (b"[" * 100_000, b'{"payload": ' * 100_000, b'{"status": ' + b"[" * 65 + b"]" * 65 + b"}"):
+        status, answer = raw_post(server, "/finish", body)
+        assert status == 400 and b"deeper than 64" in answer
+    status, _ = raw_post(server, "/finish", b'{"status": "accept", "x": ' + b"[" * 60 + b"]" * 60 + b"}")
+    assert status == 202  # deep enough for any real request
+    for headers in ({"Content-Length": "-1"}, {"Content-Length": "1e3"}, {"Transfer-Encoding": "chunked"}):
+        assert bare_post(server, f"/{server.token}/finish", b"", headers) == 400
