@@ -191,6 +191,12 @@ def _describe_json(uploads: list[dict[str, Any]]) -> str:
     return describe_uploads([UploadResult(**u) for u in uploads])
 
 
+def _plan(st: "State", text: str) -> None:
+    """Say what a paid command is about to do (stderr; silent with --json)."""
+    if not st.json:
+        err_console.print(text, soft_wrap=True, style="dim")
+
+
 def fmt_frac(s: str | None) -> str:
     if not s:
         return "-"
@@ -338,6 +344,8 @@ def reveal_validation(st: State, job: int, round_: int | None) -> Any:
     """Reveal a round's validation shard (allowed once its commit window has closed)."""
     from client import owner as o
 
+    _plan(st, f"will check the round's validation window, then send the shard id and salt of "
+              f"{'the current round' if round_ is None else f'round {round_}'} of job {job} (one input)")
     res = o.reveal_validation(st.ctx, job, round_)
     posted = ("\n  content through inputs: " + _describe_json(res["uploads"])
               if res["uploads"] else "")
@@ -383,6 +391,8 @@ def cancel_job(st: State, job: int) -> Any:
     cannot be cancelled, and nothing is sent."""
     from client import owner as o
 
+    _plan(st, f"will check that job {job} is yours and has not started, then send cancelJob "
+              f"(one input)")
     res = o.cancel_job(st.ctx, job)
     return res, lambda: console.print(
         f"job {job} cancelled; {fmt_wei(res['refund'], res['token'])} credited to your in-app "
@@ -536,6 +546,20 @@ def run(st: State, job: int, data_path: str, rounds: int | None, dp_clip: float 
     from dapp.ml.arch import ArchSpec
 
     info = tr.job_info(st.ctx, job)
+    if info["status"] != "open":  # a rerun after the end: say what this account got from it
+        revealed = tr.revealed_rounds(st.ctx, job)
+        contrib = tr.contributions(st.ctx, job)
+        data0 = {"job": job, "status": info["status"], "rounds_revealed": 0,
+                 "rounds_revealed_total": len(revealed), "revealed_rounds": revealed,
+                 "contributions": contrib,
+                 "reward_total": str(sum(int(c["reward"]) for c in contrib)), "events": []}
+
+        def ended() -> None:
+            console.print(f"job {job} is {info['status']}: nothing left to do; you revealed in "
+                          f"{len(revealed)} round(s)")
+            _contrib_table(job, contrib, info.get("token"))
+
+        return data0, ended
     spec = tr.job_spec(st.ctx, info)
     notes: list[str] = []
     x, y = load_trainer_data(data_path, ArchSpec.from_dict(spec["arch"]), notes=notes)
@@ -572,13 +596,24 @@ def run(st: State, job: int, data_path: str, rounds: int | None, dp_clip: float 
                            "validation": data["validation_closes"]}[data["phase"]]
                     hint = (f"; devnet: `tributary dev advance-time "
                             f"{max(nxt - data['block_time'], 1)}` to get there now")
-            say(data["text"] + hint, soft_wrap=True)
+            from client.preflight import fmt_when
+
+            text = data["text"]
+            if data["phase"] == "commit" and data["committed"]:
+                text = (f"round {data['round']}: committed; the reveal window opens at "
+                        f"{fmt_when(data['commit_closes'], data['block_time'])}")
+            elif data["phase"] == "reveal" and data["revealed"]:
+                text = (f"round {data['round']}: revealed; the round can close after "
+                        f"{fmt_when(data['reveal_closes'], data['block_time'])}")
+            say(text + hint, soft_wrap=True)
         elif kind == "training":
             status_.update(f"round {data['round']}: fetching the global model, training on "
                            f"{data['samples']} samples, storing the update...")
         elif kind == "trained":
             say(f"round {data['round']}: fetched in {data['fetch']:.2f} s, trained in "
                 f"{data['train']:.2f} s, stored in {data['store']:.2f} s")
+        elif kind == "warning":
+            say(f"round {data['round']}: {data['text']}", style="yellow")
         elif kind == "resumed":
             say(f"round {data['round']}: reusing the update saved by an earlier run")
         elif kind == "committed":
@@ -731,6 +766,7 @@ def close_round(st: State, job: int, round_: int | None) -> Any:
     """Close a round once its reveal window (and the owner's validation window) has passed."""
     from client import trainer as tr
 
+    _plan(st, f"will check the round's windows, then send closeRound for job {job} (one input)")
     res = tr.close_round(st.ctx, job, round_)
 
     def human() -> None:

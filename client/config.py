@@ -7,11 +7,18 @@ each can be overridden by a global option or an environment variable:
 
 | what | option | environment | default |
 |---|---|---|---|
-| deployment JSON | `--deployment` | `TRIBUTARY_DEPLOYMENT` | `.run/devnet/deployment.json` |
+| everything below | | `TRIBUTARY_HOME` | `./.run` if it holds a devnet, else `~/.tributary` |
+| deployment JSON | `--deployment` | `TRIBUTARY_DEPLOYMENT` | `<home>/devnet/deployment.json` |
 | Ethereum JSON-RPC | `--rpc-url` | `TRIBUTARY_RPC_URL` | the deployment's `rpc_url` |
 | node API | `--node` | `TRIBUTARY_NODE` | the deployment's `node_url`, else `http://127.0.0.1:10011` |
-| content store | `--store` | `TRIBUTARY_STORE` | `.run/content` (embedded); `ipfs:/ip4/127.0.0.1/tcp/5001/http` for IPFS |
-| local client state | `--home` | `TRIBUTARY_HOME` | `.run/client` |
+| content store | `--store` | `TRIBUTARY_STORE` | `<home>/content` (embedded); `ipfs:/ip4/127.0.0.1/tcp/5001/http` for IPFS |
+| local client state | `--home` | `TRIBUTARY_CLIENT_HOME` | `<home>/client` |
+
+Why a home directory: defaults relative to the current directory made every command fail with
+an unrelated error when run from another folder. The legacy layout (`./.run/devnet`,
+`./.run/content`, `./.run/client`, written by `python -m rollup devnet` run in the repository)
+still works: when `./.run/devnet/deployment.json` exists and $TRIBUTARY_HOME is unset, `./.run`
+is the home. Every default is an absolute path, so `tributary` works from any folder.
 
 Local client state holds what only this user may know: the owner's validation salts and shard
 ids, a trainer's salts between commit and reveal. It never holds keys.
@@ -25,10 +32,34 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DEPLOYMENT = Path(".run/devnet/deployment.json")
 DEFAULT_NODE_URL = "http://127.0.0.1:10011"
-DEFAULT_STORE = ".run/content"
-DEFAULT_HOME = Path(".run/client")
+LEGACY_ROOT = Path(".run")
+HOME_ENV = "TRIBUTARY_HOME"
+
+
+def tributary_home() -> Path:
+    """The absolute folder every default lives under: $TRIBUTARY_HOME, else `./.run` when it
+    holds a devnet deployment (the layout `python -m rollup devnet` writes in the repository),
+    else `~/.tributary`. A devnet launcher that wants the client to find it without options
+    writes its deployment to `tributary_home() / "devnet" / "deployment.json"`."""
+    env = os.environ.get(HOME_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    if (LEGACY_ROOT / "devnet" / "deployment.json").exists():
+        return LEGACY_ROOT.resolve()
+    return (Path.home() / ".tributary").resolve()
+
+
+def default_deployment() -> Path:
+    return tributary_home() / "devnet" / "deployment.json"
+
+
+def default_store() -> str:
+    return str(tributary_home() / "content")
+
+
+def default_client_home() -> Path:
+    return tributary_home() / "client"
 
 
 class ConfigError(Exception):
@@ -46,19 +77,23 @@ class Config:
     home: Path
     deployment: dict[str, Any] = field(default_factory=dict)
     deployment_path: Path | None = None
+    node_store: str | None = None
+    """Where the node reads content over GIO, when its launcher said so in node.json (a store
+    spec like --store's, or "none"); None: unknown. Preflight compares it with `store_spec`."""
 
     def require_app(self) -> str:
         if not self.app:
             raise ConfigError(
-                "no Application address: start a devnet (`python -m rollup devnet`) or pass "
-                "--deployment FILE pointing at a deployment JSON")
+                f"no Application address: no deployment at {default_deployment()}; start a "
+                f"devnet (`python -m rollup devnet`), set $TRIBUTARY_HOME to the folder that "
+                f"holds devnet/deployment.json, or pass --deployment FILE")
         return self.app
 
     def require_rpc(self) -> str:
         if not self.rpc_url:
             raise ConfigError(
-                "no Ethereum JSON-RPC URL: pass --rpc-url URL or --deployment FILE "
-                "(a devnet writes .run/devnet/deployment.json)")
+                f"no Ethereum JSON-RPC URL: pass --rpc-url URL or --deployment FILE "
+                f"(looked for {default_deployment()})")
         return self.rpc_url
 
     def contract(self, name: str) -> str:
@@ -89,7 +124,7 @@ def resolve(deployment: str | None = None, rpc_url: str | None = None, node: str
             store: str | None = None, home: str | None = None) -> Config:
     """Merge options, environment and the deployment file, in that order of precedence."""
     dep_arg = deployment or os.environ.get("TRIBUTARY_DEPLOYMENT")
-    dep_path = Path(dep_arg) if dep_arg else DEFAULT_DEPLOYMENT
+    dep_path = Path(dep_arg).expanduser() if dep_arg else default_deployment()
     dep: dict[str, Any] = {}
     if dep_arg or dep_path.exists():
         dep = load_deployment_file(dep_path)
@@ -99,23 +134,44 @@ def resolve(deployment: str | None = None, rpc_url: str | None = None, node: str
     return Config(
         rpc_url=rpc, node_url=node_url.rstrip("/"),
         app=dep.get("application"),
-        store_spec=store or os.environ.get("TRIBUTARY_STORE") or DEFAULT_STORE,
-        home=Path(home or os.environ.get("TRIBUTARY_HOME") or DEFAULT_HOME),
-        deployment=dep, deployment_path=dep_path if dep else None)
+        store_spec=store or os.environ.get("TRIBUTARY_STORE") or default_store(),
+        home=(Path(home).expanduser() if home else Path(os.environ["TRIBUTARY_CLIENT_HOME"])
+              if os.environ.get("TRIBUTARY_CLIENT_HOME") else default_client_home()),
+        deployment=dep, deployment_path=dep_path if dep else None,
+        node_store=_node_store(dep_path, node_url))
+
+
+def _node_file(dep_path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((dep_path.parent / "node.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _node_store(dep_path: Path, node_url: str) -> str | None:
+    """node.json's `store`, when node.json describes the node this client talks to."""
+    nf = _node_file(dep_path)
+    if str(nf.get("node_url", "")).rstrip("/") != node_url.rstrip("/"):
+        return None
+    store = nf.get("store")
+    return str(store) if store else None
 
 
 def _node_url_beside(dep_path: Path) -> str | None:
-    """A `node.json` next to the deployment (written by the demo and tests) names the node."""
-    f = dep_path.parent / "node.json"
-    try:
-        data = json.loads(f.read_text())
-        return str(data["node_url"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """A `node.json` next to the deployment (written by the devnet, the demo and tests) names
+    the node; optionally (`store`) where it reads content over GIO."""
+    url = _node_file(dep_path).get("node_url")
+    return str(url) if url else None
 
 
-def write_node_file(dep_path: Path, node_url: str) -> None:
-    (dep_path.parent / "node.json").write_text(json.dumps({"node_url": node_url}) + "\n")
+def write_node_file(dep_path: Path, node_url: str, store: str | None = None) -> None:
+    """`store`: the node's GIO content source as a store spec (a directory, `ipfs:<addr>`), or
+    "none" when it serves no GIO; lets the client check content is reachable before paying."""
+    data: dict[str, Any] = {"node_url": node_url}
+    if store is not None:
+        data["store"] = store
+    (dep_path.parent / "node.json").write_text(json.dumps(data) + "\n")
 
 
 # --- local client state ---------------------------------------------------------------------
@@ -136,13 +192,29 @@ def read_json(path: Path, default: Any = None) -> Any:
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Atomic write (temp file + rename), so a crash never leaves half a salt file."""
+    """Durable atomic write: temp file (mode 0600) + fsync + rename + fsync of the folder.
+
+    Why all of it: salts and shard secrets are written *before* the transaction that depends
+    on them; if the machine dies right after that transaction, the file must be there, whole,
+    with the new content (rename alone can be lost on power failure without the fsyncs)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.chmod(path, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(data, indent=1, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    try:
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
     except OSError:
         pass
 

@@ -1,10 +1,20 @@
 """Training data for trainers: their own files, the demo's built-in digits, and the data card.
 
-A trainer's own data, two accepted layouts (features are float32 in the model's input units,
-shaped `[N, *input_shape]` of the job's arch; labels are integers in `[0, num_classes)`):
+A trainer's own data (features are float32 in the model's input units, shaped
+`[N, *input_shape]` of the job's arch, e.g. channels-first [N, C, H, W]; labels are integers in
+`[0, num_classes)`), in any of these layouts:
 
 * one `.npz` file with arrays `x` and `y` (`numpy.savez(path, x=x, y=y)`);
-* a folder holding `x.npy` and `y.npy` (the same two arrays, `numpy.save`).
+* a folder holding `x.npy` and `y.npy` (the same two arrays, `numpy.save`);
+* an image folder with one subfolder per class, named by its label (`0/`, `1/`, ...) or, when
+  no name is a number, by class name in sorted order (torchvision's ImageFolder rule): `.npy`
+  images always, `.png`/`.jpg` when Pillow is installed; pixels 0..255 are divided by 255;
+* a `.csv` file: one sample per row, the label in a column named `label` (or `y`, or the first
+  column when there is no header), the features flattened in the other columns.
+
+Channels-last images (torchvision/Keras style `[N, H, W, C]`) are moved to channels-first with a
+note. Raw 8-bit pixels (integers 0..255) are refused with the fix (divide by 255): training on
+them silently gives a model the job's validation shard cannot score.
 
 Files are read with `allow_pickle=False`: a data file can never run code.
 
@@ -40,36 +50,156 @@ class DataError(Exception):
     """The trainer's data cannot be used for this job; the message says why."""
 
 
-def load_trainer_data(path: str | Path, arch: ArchSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Load and check a trainer's data against the job's arch; returns (x float32, y int64)."""
+def load_trainer_data(path: str | Path, arch: ArchSpec, *,
+                      notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Load and check a trainer's data against the job's arch; returns (x float32, y int64).
+    `notes` (if given) collects what was converted (layout, scale), for the CLI to print."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"data not found: {path}")
+    notes = notes if notes is not None else []
     try:
         if path.is_dir():
-            x = np.load(path / "x.npy", allow_pickle=False)
-            y = np.load(path / "y.npy", allow_pickle=False)
+            if (path / "x.npy").exists() or (path / "y.npy").exists():
+                x = np.load(path / "x.npy", allow_pickle=False)
+                y = np.load(path / "y.npy", allow_pickle=False)
+            else:
+                x, y = _image_folder(path, notes)
         elif path.suffix == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 if "x" not in z or "y" not in z:
                     raise DataError(f"{path} must hold arrays 'x' and 'y' (has {sorted(z.files)})")
                 x, y = z["x"], z["y"]
+        elif path.suffix.lower() == ".csv":
+            x, y = _csv(path, arch, notes)
         else:
-            raise DataError(f"{path}: expected a .npz file or a folder with x.npy and y.npy")
+            raise DataError(f"{path}: expected a .npz file, a .csv file, a folder with x.npy and "
+                            f"y.npy, or an image folder with one subfolder per class")
     except FileNotFoundError as exc:
         raise DataError(f"data not found: {exc.filename or path}") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
-    return check_data(x, y, arch, str(path))
+    return check_data(x, y, arch, str(path), notes=notes)
 
 
-def check_data(x: np.ndarray, y: np.ndarray, arch: ArchSpec, where: str = "data"
-               ) -> tuple[np.ndarray, np.ndarray]:
-    x = np.asarray(x, dtype=np.float32)
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def _image_folder(path: Path, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    classes = sorted(d for d in path.iterdir() if d.is_dir())
+    if not classes:
+        raise DataError(f"{path}: a data folder needs x.npy and y.npy, or one subfolder of "
+                        f"images per class")
+    if all(d.name.isdigit() for d in classes):
+        labels = {d: int(d.name) for d in classes}
+    else:
+        labels = {d: i for i, d in enumerate(classes)}
+        notes.append("class subfolders numbered in sorted order: " + ", ".join(
+            f"{d.name}={i}" for d, i in labels.items()))
+    xs: list[np.ndarray] = []
+    ys: list[int] = []
+    for d in classes:
+        for f in sorted(d.iterdir()):
+            if f.suffix == ".npy":
+                xs.append(np.load(f, allow_pickle=False))
+            elif f.suffix.lower() in IMAGE_SUFFIXES:
+                try:
+                    from PIL import Image
+                except ImportError:
+                    raise DataError(f"{f}: reading {f.suffix} images needs Pillow "
+                                    f"(`pip install pillow`), or save each image as .npy") from None
+                with Image.open(f) as im:
+                    xs.append(np.asarray(im))
+            else:
+                continue
+            ys.append(labels[d])
+    if not xs:
+        raise DataError(f"{path}: no .npy or image files in the class subfolders")
+    shapes = {a.shape for a in xs}
+    if len(shapes) != 1:
+        raise DataError(f"{path}: images of different shapes {sorted(shapes)[:3]}: resize them "
+                        f"to the job's input size first")
+    x = np.stack(xs)
+    if x.ndim == 3:  # grey images [N, H, W]: one channel
+        x = x[:, None, :, :]
+    return x, np.asarray(ys, dtype=np.int64)
+
+
+def _csv(path: Path, arch: ArchSpec, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    import csv
+
+    with open(path, newline="") as f:
+        rows = [r for r in csv.reader(f) if r]
+    if not rows:
+        raise DataError(f"{path}: empty CSV")
+    header = rows[0]
+    try:
+        [float(v) for v in header]
+        col, body = 0, rows
+        notes.append(f"{path.name}: no header; the first column is the label")
+    except ValueError:
+        names = [h.strip().lower() for h in header]
+        col = names.index("label") if "label" in names else names.index("y") if "y" in names else 0
+        body = rows[1:]
+    try:
+        a = np.asarray([[float(v) for v in r] for r in body], dtype=np.float64)
+    except ValueError as exc:
+        raise DataError(f"{path}: every cell must be a number ({exc})") from None
+    if a.ndim != 2 or a.shape[1] < 2:
+        raise DataError(f"{path}: need a label column and feature columns")
+    y = a[:, col]
+    if not np.all(y == np.round(y)):
+        raise DataError(f"{path}: the label column holds non-integers")
+    x = np.delete(a, col, axis=1)
+    n = int(np.prod(arch.input_shape))
+    if x.shape[1] != n:
+        raise DataError(f"{path}: {x.shape[1]} feature columns; the job needs {n} "
+                        f"(= {' x '.join(map(str, arch.input_shape))}, flattened channels-first)")
+    int_valued = bool(np.all(x == np.round(x)))
+    x = x.reshape(len(y), *arch.input_shape)
+    if int_valued and x.size and x.max() > 1:  # numbers read from text carry no dtype
+        x = x.astype(np.int64)
+    return x, y.astype(np.int64)
+
+
+def _to_channels_first(x: np.ndarray, arch: ArchSpec, where: str, notes: list[str]) -> np.ndarray:
+    shape = tuple(arch.input_shape)
+    if len(shape) == 3 and x.ndim == 4 and x.shape[1:] == (shape[1], shape[2], shape[0]) \
+            and x.shape[1:] != shape:
+        notes.append(f"{where}: channels-last images [N, H, W, C] moved to channels-first "
+                     f"[N, C, H, W] as the job's arch expects")
+        return np.ascontiguousarray(np.moveaxis(x, -1, 1))
+    if len(shape) == 3 and shape[0] == 1 and x.ndim == 3 and x.shape[1:] == shape[1:]:
+        notes.append(f"{where}: grey images [N, H, W] given one channel")
+        return x[:, None, :, :]
+    return x
+
+
+def check_data(x: np.ndarray, y: np.ndarray, arch: ArchSpec, where: str = "data", *,
+               notes: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    notes = notes if notes is not None else []
+    x = np.asarray(x)
     y = np.asarray(y)
+    if y.ndim == 1 and len(y) == len(x):
+        x = _to_channels_first(x, arch, where, notes)
+    images = len(arch.input_shape) == 3  # tabular features may be counts: no pixel rule
+    if not images:
+        pass
+    elif np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
+        if x.size and x.max() > 1:
+            raise DataError(f"{where}: features are integers up to {int(x.max())} (raw 8-bit "
+                            f"pixels?); the job's model expects floats, typically in [0, 1]: "
+                            f"divide by 255 first (x = x.astype('float32') / 255)")
+    elif x.size and np.all(np.isfinite(x)) and float(x.max()) > 2.0 and float(x.min()) >= 0 \
+            and float(x.max()) <= 255 and bool(np.all(x == np.round(x))):
+        raise DataError(f"{where}: features are whole numbers from {float(x.min()):g} to "
+                        f"{float(x.max()):g}: raw 0..255 pixels stored as floats? Divide by 255 "
+                        f"first (x = x / 255)")
+    x = np.asarray(x, dtype=np.float32)
     if y.ndim != 1 or x.shape != (len(y), *arch.input_shape):
         raise DataError(f"{where}: x has shape {list(x.shape)} and y {list(y.shape)}; the job "
-                        f"needs x [N, {', '.join(map(str, arch.input_shape))}] and y [N]")
+                        f"needs x [N, {', '.join(map(str, arch.input_shape))}] (channels-first) "
+                        f"and y [N]")
     if len(y) == 0:
         raise DataError(f"{where}: no samples")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= arch.num_classes:

@@ -165,7 +165,9 @@ def start_network(state: Path, procs: Processes, store_arg: list[str]) -> tuple[
     node_url = f"http://127.0.0.1:{api_port}"
     _wait(lambda: requests.get(node_url + "/health", timeout=2).json().get("status") == "ok",
           90, "the node", procs)
-    write_node_file(dep_path, node_url)
+    node_store = (str(Path(store_arg[1]).resolve()) if store_arg[:1] == ["--content-store"]
+                  else "ipfs:" + store_arg[1] if store_arg[:1] == ["--ipfs-api"] else "none")
+    write_node_file(dep_path, node_url, node_store)
     return dep_path, node_url
 
 

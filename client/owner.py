@@ -297,6 +297,7 @@ def status(ctx: Context, job: int) -> dict[str, Any]:
         rounds.append({"round": d["round"], "accuracy": acc, "paid": d["paid"],
                        "carried": d["carried"], "model_hash": d["model_hash"],
                        "fallback": d.get("fallback"), "trainers": d["trainers"],
+                       "validation_cid": d.get("validation_cid"),
                        "job_finished": d.get("job_finished"), "notice_index": n.index})
     return {"job": job, "status": info["status"], "owner": info["owner"], "token": info["token"],
             "budget": info["budget"], "escrow": info["escrow"], "spec_cid": info["spec_cid"],

@@ -4,6 +4,10 @@ Commit-reveal: the commitment binds (sender, job, round, model id, data-card id,
 update stays hidden until every trainer has committed; the salt and ids are kept in local state
 (`<home>/trainer/<address>/job-<id>.json`) between the two steps, so `run` survives a restart.
 
+Crash safety: every file is written atomically (client.config.write_json), and what a later
+step needs (the model and card ids, the salt, the commitment) is on disk before the transaction
+that depends on it; `sync_round` reconciles local state with the chain after a restart.
+
 `follow()` is the `tributary trainer run` loop: it looks at the job and the block time and does
 whatever the round allows next (join, train + commit, reveal, wait), until the job ends or the
 requested number of rounds is done. The demo calls the same steps, for honest trainers and for
@@ -29,6 +33,7 @@ from dapp.ml.model_format import Model, decode_model, encode_model
 from client.config import Context, read_json, state_file, write_json
 from client.data import data_card
 from client.node_api import InputRefusedByApp
+from client.preflight import content_reachable, node_ready, round_phase, too_early
 from client.uploads import post_content, spec_of, uses_inputs
 from client.training import DPConfig, dp_card_fields, scaled_sign_flip, train_local
 
@@ -175,8 +180,17 @@ def commit(ctx: Context, prep: Prepared) -> dict[str, Any]:
     t0 = time.perf_counter()
     c = p.commitment(ctx.signer.address.lower(), prep.job, prep.round, prep.model_cid,
                      prep.data_cid, prep.salt)
+    save_round(ctx, prep.job, prep.round, commitment="0x" + c.hex())  # before sending
     sent = ctx.chain.add_input(ctx.signer, p.Commit(prep.job, prep.round, c).encode())
-    reports = ctx.node.result(sent.index)
+    try:
+        reports = ctx.node.result(sent.index)
+    except InputRefusedByApp as exc:
+        # an earlier run's commit landed after all (it was killed before recording it): if the
+        # chain holds exactly this commitment, the round goes on with the saved salt
+        if "already committed" in exc.reason and "committed" in sync_round(ctx, prep.job, prep.round):
+            reports = [f"already committed (by an earlier run): {exc.reason}"]
+        else:
+            raise
     save_round(ctx, prep.job, prep.round, committed=sent.index)
     prep.timings["commit"] = time.perf_counter() - t0
     return {"job": prep.job, "round": prep.round, "commitment": "0x" + c.hex(),
@@ -186,8 +200,10 @@ def commit(ctx: Context, prep: Prepared) -> dict[str, Any]:
 def reveal(ctx: Context, prep: Prepared) -> dict[str, Any]:
     """Send the reveal; a refusal (e.g. a copied model) is returned, not raised, with its reason."""
     t0 = time.perf_counter()
+    spec = spec_of(ctx, prep.job)
+    content_reachable(ctx, spec, [prep.model_cid, prep.data_cid])
     uploads = ([post_content(ctx, prep.model_cid).to_json(), post_content(ctx, prep.data_cid).to_json()]
-               if uses_inputs(spec_of(ctx, prep.job)) else [])
+               if uses_inputs(spec) else [])
     sent = ctx.chain.add_input(ctx.signer, p.Reveal(prep.job, prep.round, prep.model_cid,
                                                     prep.data_cid, prep.salt).encode())
     out: dict[str, Any] = {"job": prep.job, "round": prep.round, "input": sent.index,
@@ -211,11 +227,66 @@ def prepared_from_state(ctx: Context, job: int, r: int) -> Prepared | None:
                     model_hash=st.get("model_hash", ""))
 
 
+def sync_round(ctx: Context, job: int, r: int) -> dict[str, Any]:
+    """Reconcile round `r`'s local state with the market's (inspect `job/<id>/round/<r>`), for a
+    run that restarts after a kill: a commit or a reveal that reached the chain but was never
+    recorded locally is recorded now (a commit only if it matches the saved model, card and
+    salt, which were written before it was sent). Returns the updated local round state."""
+    me = ctx.signer.address.lower()
+    st = load_state(ctx, job)["rounds"].get(str(r), {})
+    try:
+        node_ready(ctx)  # an input sent just before the kill may still be in the node's queue
+        rnd = ctx.node.inspect(f"job/{job}/round/{r}")
+    except Exception:
+        return st
+    fields: dict[str, Any] = {}
+    if me in rnd.get("commits", {}) and "committed" not in st:
+        prep = prepared_from_state(ctx, job, r)
+        want = None if prep is None else "0x" + p.commitment(
+            me, job, r, prep.model_cid, prep.data_cid, prep.salt).hex()
+        if want is not None and rnd["commits"][me].lower() == want:
+            fields["committed"] = "on chain"
+        else:
+            fields["commit_lost"] = ("the chain holds a commitment of ours that no saved salt "
+                                     "matches: this round cannot be revealed")
+    if me in rnd.get("reveals", {}) and "revealed" not in st:
+        fields.update(revealed="on chain", reveal_accepted=True)
+    if fields:
+        save_round(ctx, job, r, **fields)
+        st = dict(st, **fields)
+    return st
+
+
+def contributions(ctx: Context, job: int, address: str | None = None) -> list[dict[str, Any]]:
+    """This trainer's verdict, contribution and reward in each closed round (round notices)."""
+    me = (address or ctx.signer.address).lower()
+    out = []
+    for n in ctx.node.round_notices(job):
+        for t in n.data["trainers"]:
+            if t["address"] == me:
+                out.append({"round": n.data["round"], "verdict": t["verdict"],
+                            "contribution": t.get("contribution"),
+                            "reward": str(t.get("reward", 0)), "reason": t.get("reason"),
+                            "token": n.data.get("token")})
+    return out
+
+
+def revealed_rounds(ctx: Context, job: int) -> list[int]:
+    """Rounds this account revealed in, from local state (kept across restarts)."""
+    return sorted(int(r) for r, st in load_state(ctx, job)["rounds"].items()
+                  if "revealed" in st and st.get("reveal_accepted", True))
+
+
 def follow(ctx: Context, job: int, x: np.ndarray, y: np.ndarray, behaviour: Behaviour, *,
            max_rounds: int | None = None, poll: float = 1.0, timeout: float | None = None,
            on_event: Callable[[str, dict[str, Any]], None] = lambda kind, data: None) -> int:
-    """Play job `job` until it ends (or `max_rounds` rounds were revealed); returns the number
-    of rounds this trainer revealed in. Windows are judged by the chain's block time."""
+    """Play job `job` until it ends (or `max_rounds` rounds were revealed in this run); returns
+    the number of rounds revealed in this run. Windows are judged by the chain's block time.
+
+    Restart-safe: the model, card and salt of a round are saved before its commit is sent; a
+    rerun after a kill at any point reuses them (no retraining, no new salt), records a commit
+    or reveal the chain already holds, and goes on from there. Emits a "phase" event whenever
+    the round's phase changes (with its deadline)."""
     deadline = None if timeout is None else time.monotonic() + timeout
     done, last_revealed = 0, -1
     info = job_info(ctx, job)
@@ -223,8 +294,11 @@ def follow(ctx: Context, job: int, x: np.ndarray, y: np.ndarray, behaviour: Beha
         raise TrainerError(f"job {job} is {info['status']}: nothing to do")
     spec = job_spec(ctx, info)
     w = spec["windows"]
+    node_ready(ctx)  # what inspect says below must include every input already on chain
     if ctx.signer.address.lower() not in info["trainers"]:
         on_event("join", join(ctx, job))
+    synced: set[int] = set()
+    last_phase: tuple[int, str] | None = None
     while True:
         info = job_info(ctx, job)
         if info["status"] != "open":
@@ -233,12 +307,30 @@ def follow(ctx: Context, job: int, x: np.ndarray, y: np.ndarray, behaviour: Beha
         rnd = info["rounds"][-1]
         r, start = int(rnd["round"]), int(rnd["start"])
         now = ctx.chain.block_timestamp()
-        st = load_state(ctx, job)["rounds"].get(str(r), {})
+        if r not in synced:
+            st = sync_round(ctx, job, r)
+            synced.add(r)
+            if "commit_lost" in st:
+                on_event("warning", {"round": r, "text": st["commit_lost"]})
+        else:
+            st = load_state(ctx, job)["rounds"].get(str(r), {})
+        ph = round_phase(dict(info, id=job), w, now)
+        if (r, ph.name) != last_phase:
+            last_phase = (r, ph.name)
+            on_event("phase", {**ph.to_json(), "text": ph.describe(),
+                               "committed": "committed" in st, "revealed": "revealed" in st})
         commit_end, reveal_end = start + w["commit"], start + w["commit"] + w["reveal"]
-        if "committed" not in st and start <= now < commit_end:
-            prep = prepare(ctx, job, x, y, behaviour, info, spec)
-            on_event("trained", {"round": r, **prep.timings})
+        more = max_rounds is None or done < max_rounds  # never commit to a round we would abandon
+        if more and "committed" not in st and "commit_lost" not in st and start <= now < commit_end:
+            prep = prepared_from_state(ctx, job, r)
+            if prep is None:  # train only once per round: a rerun reuses the saved update
+                on_event("training", {"round": r, "samples": int(len(y))})
+                prep = prepare(ctx, job, x, y, behaviour, info, spec)
+                on_event("trained", {"round": r, **prep.timings})
+            else:
+                on_event("resumed", {"round": r, "model_cid": prep.model_cid})
             on_event("committed", commit(ctx, prep))
+            last_phase = None  # say again where the round stands, now that we wait
             continue
         if "committed" in st and "revealed" not in st and commit_end <= now < reveal_end:
             prep = prepared_from_state(ctx, job, r)
@@ -246,11 +338,12 @@ def follow(ctx: Context, job: int, x: np.ndarray, y: np.ndarray, behaviour: Beha
             on_event("revealed", reveal(ctx, prep))
             done += 1
             last_revealed = r
+            last_phase = None
             continue
         if max_rounds is not None and done >= max_rounds and _closed(ctx, job, last_revealed):
             return done
         if deadline is not None and time.monotonic() > deadline:
-            raise TrainerError(f"timed out following job {job} (round {r}, block time {now})")
+            raise TrainerError(f"timed out following job {job}: {ph.describe()}")
         time.sleep(poll)
 
 
@@ -259,8 +352,26 @@ def _closed(ctx: Context, job: int, r: int) -> bool:
 
 
 def close_round(ctx: Context, job: int, round_: int | None = None) -> dict[str, Any]:
+    """Close a round; refused locally (nothing sent), with the time left, while its reveal
+    window (or the owner's validation window, before the shard is revealed) is still open."""
     info = job_info(ctx, job)
-    r = int(info["rounds"][-1]["round"]) if round_ is None else round_
+    if info["status"] != "open":
+        raise TrainerError(f"job {job} is {info['status']}: no round to close")
+    cur = int(info["rounds"][-1]["round"])
+    r = cur if round_ is None else round_
+    if r != cur:
+        raise TrainerError(f"round {r} of job {job} is not open: the current round is {cur}")
+    spec = job_spec(ctx, info)
+    rnd = ctx.node.inspect(f"job/{job}/round/{r}")
+    ph = round_phase(dict(info, id=job), spec["windows"], ctx.chain.block_timestamp(),
+                     bool(rnd.get("validation_cid")))
+    if ph.name in ("waiting", "commit", "reveal"):
+        raise too_early(ctx, f"round {r} cannot close before its reveal window ends; that is",
+                        ph.reveal_end, ph.now)
+    if ph.name == "validation":
+        raise too_early(ctx, f"round {r} waits for the owner's validation shard (the owner: "
+                        f"`tributary owner reveal-validation --job {job}`); without it, it can "
+                        f"close", ph.validation_end, ph.now)
     sent = ctx.chain.add_input(ctx.signer, p.CloseRound(job, r).encode())
     ctx.node.result(sent.index)
     notice = [n for n in ctx.node.round_notices(job) if n.input_index == sent.index]

@@ -1,5 +1,9 @@
 """Local training in PyTorch from a job's arch spec and hyper-parameters, then quantization.
 
+Training-only layers of the spec act here: dropout drops in training, batch norm normalises with
+batch statistics and keeps running ones, which are folded into the preceding conv/linear at export
+(``dapp.ml.fixedpoint.export_state_dict``), so the market receives a plain model.
+
 Why here and not in dapp/: training is float work on the trainer's own machine and decides
 nothing by itself; the market only sees the quantized result (int32 fixed point, through
 `dapp.ml.fixedpoint`), which it checks, scores and aggregates in integers.
@@ -28,7 +32,7 @@ import numpy as np
 
 from dapp.canonical import parse_fraction
 from dapp.ml.arch import ArchSpec
-from dapp.ml.fixedpoint import from_torch_state_dict, quantize, to_torch_state_dict, torch_module
+from dapp.ml.fixedpoint import from_torch_module, load_model, quantize, torch_module
 from dapp.ml.model_format import Model
 
 
@@ -87,20 +91,28 @@ def train_local(arch: ArchSpec, start: Model, x: np.ndarray, y: np.ndarray,
     import torch
 
     lr, epochs, batch = hparams_floats(hparams)
+    if dp is not None and any(l.type == "batchnorm" for l in arch.layers):
+        # Batch statistics mix samples, so per-sample clipping no longer bounds one sample's
+        # influence (the reason Opacus refuses BatchNorm too).
+        raise TrainingError("DP-SGD cannot train an architecture with batchnorm; drop one of them")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     net = torch_module(arch)
-    net.load_state_dict(to_torch_state_dict(start, arch))
+    load_model(net, start, arch)
+    net.train()
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(label_map[y] if label_map is not None else y, dtype=np.int64))
     opt = torch.optim.SGD(net.parameters(), lr=lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     steps, last = 0, float("nan")
     params = dict(net.named_parameters())
+    has_bn = any(l.type == "batchnorm" for l in arch.layers)
     for _ in range(epochs):
         perm = torch.randperm(len(yt), generator=gen)
         for s in range(0, len(yt), batch):
             idx = perm[s:s + batch]
+            if has_bn and len(idx) < 2 and steps:
+                continue  # batch statistics of one sample are undefined (a last odd sample)
             xb, yb = xt[idx], yt[idx]
             opt.zero_grad()
             if dp is None:
@@ -113,8 +125,8 @@ def train_local(arch: ArchSpec, start: Model, x: np.ndarray, y: np.ndarray,
             steps += 1
     if not math.isfinite(last):
         raise TrainingError(f"training diverged (loss {last}); lower the learning rate")
-    sd = {k: v.detach() for k, v in net.state_dict().items()}
-    model = from_torch_state_dict(sd, arch)
+    net.eval()
+    model = from_torch_module(net, arch)  # batch norm folded into the layer before it
     eps = dp_epsilon(epochs, dp.noise_multiplier, dp.delta) if dp else None
     return model, TrainStats(len(yt), steps, last, eps)
 
@@ -146,7 +158,8 @@ def accuracy_float(arch: ArchSpec, model: Model, x: np.ndarray, y: np.ndarray) -
     import torch
 
     net = torch_module(arch)
-    net.load_state_dict(to_torch_state_dict(model, arch))
+    load_model(net, model, arch)
+    net.eval()
     with torch.no_grad():
         pred = net(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).argmax(1).numpy()
     return float((pred == np.asarray(y)).mean())

@@ -50,7 +50,11 @@ def post_content(ctx: Any, cid: str, data: bytes | None = None, *,
     have = set(status.get("received", [])) if status.get("total") == len(body) else set()
     todo = [c for c in calls if c.index not in have]
     gas, last = 0, None
-    with Progress(transient=True, disable=not show_progress) as bar:
+    from rich.console import Console
+
+    # on stderr: stdout carries the command's result (one JSON document with --json)
+    with Progress(transient=True, disable=not show_progress,
+                  console=Console(stderr=True)) as bar:
         task = bar.add_task(f"posting {cid[:16]}... ({len(body):,} bytes)", total=len(todo))
         for call in todo:
             sent = ctx.chain.add_input(ctx.signer, call.encode())

@@ -44,7 +44,11 @@ def test_job_with_content_through_inputs(net_without_gio: Net, tmp_path: Path) -
                       "--shard", str(tmp_path / "shard0.npz"), "--reward", "1eth",
                       key=OWNER.private_key)
     posted = {u["cid"]: u for u in created["uploads"]}
-    assert set(posted) == {created["spec_cid"], created["model_cid"]}
+    from client.storage import EmbeddedStore
+
+    stored_spec = json.loads(EmbeddedStore(net.store).get(created["spec_cid"]))
+    public = {stored_spec["public_validation"]} if stored_spec.get("public_validation") else set()
+    assert set(posted) == {created["spec_cid"], created["model_cid"]} | public
     assert all(u["chunks"] >= 1 and u["gas"] > 50_000 and not u["skipped"]
                for u in posted.values())
     job = created["job"]
