@@ -47,7 +47,9 @@ def post_content(ctx: Any, cid: str, data: bytes | None = None, *,
         return UploadResult(cid, int(status.get("bytes", 0)), 0, 0, 0, True)
     body = data if data is not None else ctx.store.get(cid)
     calls = p.PutContent.chunks(cid, body)
-    have = set(status.get("received", [])) if status.get("total") == len(body) else set()
+    # Pending uploads belong to their uploader: resume from our own (content/<cid>/<account>).
+    mine = ctx.node.inspect(f"content/{cid}/{ctx.signer.address.lower()}")
+    have = set(mine.get("received", [])) if mine.get("total") == len(body) else set()
     todo = [c for c in calls if c.index not in have]
     gas, last = 0, None
     from rich.console import Console
