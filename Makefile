@@ -1,41 +1,63 @@
 # Tributary: two commands on a fresh machine.
-#   make demo   sets everything up, then runs the whole market end to end
-#   make test   sets everything up, then runs the test suite
+#   make demo   sets up what the demo uses (Python venv + chain tools), then runs the whole market
+#   make test   sets everything up (also the IPFS daemon and the riscv64 userland), then runs the tests
 # Both are idempotent: setup steps are skipped when their stamp is newer than their inputs.
+# Setup never changes a tracked file: npm installs with `npm ci` from the committed lockfiles.
 
 PY      := .venv/bin/python
 PYTEST  := .venv/bin/pytest
-STAMPS  := .venv/.installed node_modules/.installed tools/ipfs/node_modules/.installed .cache/riscv64/.installed
+NPM_CI  := npm ci --no-audit --no-fund --loglevel=error
+VENV    := .venv/.installed
+CHAIN   := node_modules/.installed
+IPFS    := tools/ipfs/node_modules/.installed
+RISCV   := .cache/riscv64/.installed
+BROWSER := .cache/browser.installed
 
-.PHONY: setup demo test bench clean-state riscv
+.PHONY: setup setup-all demo test bench clean-state riscv ipfs up browser
 
-setup: $(STAMPS)
+# what `make demo` and `tributary dev up` need
+setup: $(VENV) $(CHAIN)
+	@echo "ready: activate the environment with  . .venv/bin/activate  (then: tributary --help, tributary dev up)"
 
-.venv/.installed: pyproject.toml constraints.txt scripts/setup-python.sh
+# what the whole test suite needs
+setup-all: setup $(IPFS) $(RISCV) $(BROWSER)
+
+$(VENV): pyproject.toml constraints.txt scripts/setup-python.sh
 	bash scripts/setup-python.sh
 	touch $@
 
-node_modules/.installed: package.json package-lock.json
-	npm install --no-audit --no-fund  # npm ci trips on anvil's optional per-platform packages
+$(CHAIN): package.json package-lock.json
+	$(NPM_CI)
 	touch $@
 
-tools/ipfs/node_modules/.installed: tools/ipfs/package.json tools/ipfs/package-lock.json
-	cd tools/ipfs && npm install --no-audit --no-fund
+$(IPFS): tools/ipfs/package.json tools/ipfs/package-lock.json
+	cd tools/ipfs && $(NPM_CI)
 	touch $@
 
-.cache/riscv64/.installed: .venv/.installed scripts/riscv-rootfs.sh docker/backend-packages.txt $(wildcard docker/shims/*/*)
+$(RISCV): $(VENV) scripts/riscv-rootfs.sh docker/backend-packages.txt $(wildcard docker/shims/*/*)
 	bash scripts/riscv-rootfs.sh .cache/riscv64
 	touch $@
 
-riscv: .cache/riscv64/.installed
+# Debian's Chromium for the dashboard's real-browser tests (playwright drives it)
+$(BROWSER): $(VENV) scripts/setup-browser.sh
+	bash scripts/setup-browser.sh
+	mkdir -p .cache && touch $@
+
+ipfs: $(IPFS)
+riscv: $(RISCV)
+browser: $(BROWSER)
 
 demo: setup
 	$(PY) -m client demo
 
-test: setup
+# a local market (chain + node + content store) until Ctrl-C; `make up ARGS=--ipfs` for IPFS
+up: setup $(if $(findstring --ipfs,$(ARGS)),$(IPFS))
+	$(PY) -m client dev up $(ARGS)
+
+test: setup-all
 	$(PYTEST)
 
-bench: setup
+bench: setup-all
 	$(PY) -m bench
 
 clean-state:

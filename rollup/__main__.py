@@ -34,6 +34,10 @@ def _register() -> None:
 
     cli.add_command(verify_command)
 
+    from rollup.gateway import gateway_command  # `cartesi run`'s single port in front of a running node
+
+    cli.add_command(gateway_command)
+
 
 _register()
 

@@ -3,7 +3,10 @@
 The node answers the backend's "block by binary CID" requests from the same stores the client
 writes to, so an object stored by `tributary` is what the backend can fetch. A store that holds
 corrupt bytes for a block answers "not found" rather than serving them (the backend would refuse
-them anyway, but then it could not tell "missing" from "tampered").
+them anyway, but then it could not tell "missing" from "tampered"). A store that cannot answer
+at all (`StoreUnavailable`: the IPFS API is down or timed out; an unreadable disk) raises, and
+`rollup.gio.BlockStoreResolver` turns that into "unavailable", which the node retries and never
+passes off as "not found".
 """
 from __future__ import annotations
 

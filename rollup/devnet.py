@@ -1,19 +1,28 @@
-"""``python -m rollup devnet``: a local chain with the real Cartesi v2.2.0 contracts, and our node.
+"""``tributary dev up`` (= ``python -m rollup devnet``): a working local market in one command.
 
-What it does: starts anvil (from node_modules) on 127.0.0.1:<port> with its state kept in
-``<state-dir>/anvil-state.json`` (loaded at start, saved every few seconds and at exit), deploys
-the Cartesi core contracts at their canonical addresses (idempotent), creates an Authority and an
-Application (or reuses the ones recorded in ``<state-dir>/deployment.json`` if the chain still
-holds them and the epoch length matches), writes ``<state-dir>/deployment.json``, then runs the
-node (``rollup.node.run_node``) until Ctrl-C. ``--no-node`` keeps only the chain up.
+Why one command: a chain alone cannot open a job (the backend fetches the spec, model and
+shards over GIO from the node's content store), and a node without a store must not answer
+"not found" (rollup.gio). So this brings up, in order, and tears down in reverse on Ctrl-C or
+SIGTERM: the content store (the embedded store at ``<home>/content``, the client's default; or,
+with ``--ipfs``, the bundled js-ipfs daemon on port 5001, repo ``<home>/ipfs``; or any IPFS
+node with ``--ipfs-api``), anvil on 127.0.0.1:<port> with the real Cartesi v2.2.0 contracts, an
+Authority and an Application, and the node running the market's backend (``<this python> -m
+dapp``; ``--backend`` for another, ``--no-node`` for the chain only). It prints the endpoints,
+the contracts and the funded dev accounts, and writes ``<state-dir>/node.json`` so that the
+client finds the node. ``<home>`` is the client's (``client.config.tributary_home``:
+$TRIBUTARY_HOME, else ./.run if it holds a devnet, else ~/.tributary), so ``tributary`` needs no
+options. Every child (anvil, the backend, the IPFS daemon) also dies with this process if it is
+SIGKILLed (PR_SET_PDEATHSIG).
 
-Restart rules: a second run loads the saved chain and reuses the deployment. If the state file
-cannot be loaded it is moved aside (``anvil-state.json.broken-<time>``) and the chain starts
+Restart rules: a second run loads the saved chain (``<state-dir>/anvil-state.json``, saved every
+few seconds and at exit) and reuses the deployment if the chain still holds it and the epoch
+length matches; the node resumes from its store, replaying the recorded GIO answers. If the state
+file cannot be loaded it is moved aside (``anvil-state.json.broken-<time>``) and the chain starts
 fresh; whenever a *new* Application is deployed, the node's folder ``<state-dir>/node`` (its
-SQLite store) is cleared, since it described another chain.
+SQLite store and GIO journal) is cleared, since it described another chain.
 
-Keys: account 0 of anvil's default mnemonic deploys, owns the Authority (so it is the claimer)
-and owns the Application. These are PUBLIC TEST KEYS (see ``rollup.anvil.DEV_ACCOUNTS``):
+Keys: account 0 of anvil's default mnemonic deploys, owns the Authority (so it is the node's
+claimer) and owns the Application. These are PUBLIC TEST KEYS (see ``rollup.anvil.DEV_ACCOUNTS``):
 never use them on a public network.
 
 Library use (tests, client demo)::
@@ -22,27 +31,29 @@ Library use (tests, client demo)::
     net = start_devnet(port=None, epoch_length=5, state_dir=tmp)   # port None: a free port
     net.deployment, net.deployment_path, net.anvil.url
     net.stop()                                                        # or `with start_devnet(...) as net:`
-
-What the node gets: ``run_node(deployment_path, backend, <state-dir>/node, rpc_url=<anvil url>,
-claimer_key=<account 0 key>, http_port=<--http-port or rollup.node.DEFAULT_HTTP_PORT>,
-api_port=<--api-port or rollup.node.DEFAULT_API_PORT>, block=False)``, then ``node.run_forever()``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import shlex
 import shutil
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from rollup.anvil import DEV_ACCOUNTS, Anvil, AnvilError
-from rollup.chain import connect
-from rollup.deploy import DEFAULT_TEMPLATE_HASH, Deployment, DeployError, deploy_devnet, deployment_is_live
+
+if TYPE_CHECKING:  # web3 and the artifacts load lazily: `tributary --help` must stay fast
+    from rollup.deploy import Deployment
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +106,14 @@ def start_devnet(
     state_dir: Path | str = Path(".run/devnet"),
     *,
     block_time: float | None = None,
-    template_hash: bytes = DEFAULT_TEMPLATE_HASH,
+    template_hash: bytes | None = None,
 ) -> Devnet:
     """Start (or resume) the chain and make sure the deployment exists; returns a running Devnet."""
+    from rollup.chain import connect
+    from rollup.deploy import DEFAULT_TEMPLATE_HASH, Deployment, DeployError, deploy_devnet, deployment_is_live
+
+    if template_hash is None:
+        template_hash = DEFAULT_TEMPLATE_HASH
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     chain = _start_anvil(port, state_dir / STATE_FILE, block_time)
@@ -134,67 +150,224 @@ def start_devnet(
         raise
 
 
-def _call_run_node(net: Devnet, backend: str, http_port: int | None, api_port: int | None) -> None:
-    from rollup.node import DEFAULT_API_PORT, DEFAULT_HTTP_PORT, run_node
-
-    net.node_dir.mkdir(parents=True, exist_ok=True)
-    # the node's standard ports unless given (its library default is "any free port")
-    node = run_node(net.deployment_path, backend, net.node_dir, block=False, rpc_url=net.anvil.url,
-                    claimer_key=DEV_ACCOUNTS[0].private_key,
-                    http_port=DEFAULT_HTTP_PORT if http_port is None else http_port,
-                    api_port=DEFAULT_API_PORT if api_port is None else api_port)
-    click.echo(f"{'rollup API':<13}{node.rollup_url}")
-    click.echo(f"{'node API':<13}{node.api_url}")
-    click.echo(f"node state   {net.node_dir.resolve()}  (Ctrl-C stops node and chain)")
-    node.run_forever()  # returns on SIGINT/SIGTERM, after stopping the node
+# ------------------------------------------------------------------------------ the local market
+NODE_FILE = "node.json"  # read by client.config: where the node's API is
+HOME_HELP = "$TRIBUTARY_HOME, else ./.run if it holds a devnet, else ~/.tributary"
 
 
-def _wait_forever() -> None:
-    stop = threading.Event()
+def market_home() -> Path:
+    """The folder the client looks in by default (`client.config.tributary_home`): the market
+    puts its deployment, content store and IPFS repo there, so `tributary` finds them with no
+    options, from any folder."""
     try:
-        while not stop.wait(3600):
-            pass
-    except KeyboardInterrupt:
-        pass
+        from client.config import tributary_home
+    except ImportError:  # the client is not installed: keep the repository layout
+        return Path(".run").resolve()
+    return tributary_home()
+
+
+def default_backend() -> str:
+    """The market's backend, run by this interpreter (so it works without an activated venv)."""
+    return f"{shlex.quote(sys.executable)} -m dapp"
+
+
+def _resolver(content_store: Path | None, ipfs_api: str | None) -> Any:
+    from rollup.gio import NullResolver, resolver_from_args
+
+    if content_store is None and ipfs_api is None:
+        return NullResolver()
+    if content_store is not None:
+        content_store.mkdir(parents=True, exist_ok=True)
+    return resolver_from_args(content_store=str(content_store) if content_store else None, ipfs_api=ipfs_api)
+
+
+class _NoNodeErrorTraceback(logging.Formatter):
+    """Log format for the market's terminal: a NodeError carries its own clear message (it ends
+    the command with it too), so its traceback is noise there; any other error keeps one."""
+
+    def formatException(self, ei: Any) -> str:
+        from rollup.node import NodeError
+
+        return "" if isinstance(ei[1], NodeError) else super().formatException(ei)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).rstrip()
+
+
+def _setup_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:  # `tributary dev up`; `python -m rollup -v devnet` configures its own
+        logging.basicConfig(level=logging.WARNING)
+    for handler in root.handlers:
+        handler.setFormatter(_NoNodeErrorTraceback("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+
+def _line(name: str, value: str) -> None:
+    click.echo(f"{name:<29}{value}")
+
+
+def print_market(net: Devnet, node: Any, content: str, client_env: dict[str, str]) -> None:
+    """What a user needs to talk to the market: endpoints, contracts, funded accounts.
+
+    The first line is `anvil <url> ...`, and `keys ... PUBLIC TEST KEYS` follows the
+    `deployment` line: scripts and tests read those."""
+    from rollup.chain import connect
+
+    dep = net.deployment
+    _line("anvil", f"{net.anvil.url} (chain id {dep.chain_id})" + (" [resumed]" if net.reused else ""))
+    if node is not None:
+        _line("node API", f"{node.api_url} (JSON-RPC /rpc, inspect /inspect/tributary, /health)")
+        _line("rollup API", f"{node.rollup_url} (the backend's; node state in {net.node_dir.resolve()})")
+    else:
+        _line("node", "not started (--no-node)")
+    if content:
+        _line("content", content)
+    for name, addr in dep.contracts.items():
+        _line(name, addr)
+    _line("Authority", f"{dep.authority} (epoch length {dep.epoch_length}, owner {dep.owner})")
+    _line("Application", f"{dep.application} (deployed in block {dep.deploy_block})")
+    _line("deployment", str(net.deployment_path.resolve()))
+    _line("keys", "anvil's default mnemonic: PUBLIC TEST KEYS, never use them for real funds")
+    w3 = connect(net.anvil.url)
+    click.echo("Funded dev accounts (#0 deploys and is the node's claimer: use #1-#9 for the client):")
+    for acc in DEV_ACCOUNTS:
+        eth = w3.eth.get_balance(acc.address) // 10**18
+        click.echo(f"  #{acc.index} {acc.address}  {eth:>6} ETH  key {acc.private_key}")
+    if node is not None:
+        click.echo("In another shell:")
+        if sys.prefix != sys.base_prefix:  # a virtual environment: `tributary` is on PATH once activated
+            click.echo(f"  . {shlex.quote(str(Path(sys.prefix) / 'bin' / 'activate'))}")
+        for k, v in client_env.items():
+            click.echo(f"  export {k}={v}")
+        click.echo(f"  export TRIBUTARY_PRIVATE_KEY={DEV_ACCOUNTS[1].private_key}   # account #1")
+        click.echo("  tributary trainer jobs")
+    click.echo("Ctrl-C stops everything.")
+
+
+def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_time: float | None,
+               backend: str | None, no_node: bool, http_port: int | None, api_port: int | None,
+               content_store: Path | None, ipfs: bool, ipfs_api: str | None, ipfs_port: int,
+               ipfs_repo: Path, stop: threading.Event) -> None:
+    """Bring up (IPFS daemon,) chain and node; serve until `stop` is set; tear down in reverse.
+
+    Everything started here is stopped in `finally`, whatever happened; the children also die
+    with this process if it is killed (PR_SET_PDEATHSIG), so nothing is left running."""
+    from rollup.node import DEFAULT_API_PORT, DEFAULT_HTTP_PORT, Node, NodeError
+
+    home = market_home()
+    if home != (Path.home() / ".tributary").resolve():
+        client_env_home = {"TRIBUTARY_HOME": str(home)}
+    else:
+        client_env_home = {}
+    daemon = None
+    net: Devnet | None = None
+    node: Node | None = None
+    client_env: dict[str, str] = dict(client_env_home)
+    try:
+        if ipfs:
+            from rollup.ipfsd import IpfsDaemon, IpfsDaemonError
+
+            click.echo(f"starting the bundled IPFS daemon (repo {ipfs_repo})...", err=True)
+            try:
+                daemon = IpfsDaemon(ipfs_repo, ipfs_port).start()
+            except IpfsDaemonError as exc:
+                raise click.ClickException(str(exc)) from exc
+            ipfs_api = daemon.api
+        if ipfs_api:
+            content_store = None
+            api = ipfs_api[len("ipfs:"):] if ipfs_api.startswith("ipfs:") else ipfs_api
+            content = f"IPFS API {api}" + (f" (bundled js-ipfs, repo {ipfs_repo.resolve()})" if daemon else "")
+            client_env["TRIBUTARY_STORE"] = f"ipfs:{api}"
+        elif content_store is not None:
+            content = f"embedded store {content_store.resolve()}"
+            if content_store.resolve() != home / "content":
+                client_env["TRIBUTARY_STORE"] = str(content_store.resolve())
+        else:
+            content = "" if no_node else "none (the node answers every content request as unavailable)"
+        from rollup.deploy import DeployError
+
+        try:
+            net = start_devnet(port, epoch_length, state_dir, block_time=block_time)
+        except (AnvilError, DeployError) as exc:
+            raise click.ClickException(str(exc)) from exc
+        if state_dir.resolve() != home / "devnet":
+            client_env["TRIBUTARY_DEPLOYMENT"] = str(net.deployment_path.resolve())
+        node_file = state_dir / NODE_FILE
+        if not no_node:
+            net.node_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                node = Node(net.deployment_path, backend or default_backend(), net.node_dir,
+                            rpc_url=net.anvil.url, claimer_key=DEV_ACCOUNTS[0].private_key,
+                            resolver=_resolver(content_store, ipfs_api),
+                            http_port=DEFAULT_HTTP_PORT if http_port is None else http_port,
+                            api_port=DEFAULT_API_PORT if api_port is None else api_port).start()
+            except (NodeError, OSError) as exc:
+                raise click.ClickException(f"the node could not start: {exc}") from exc
+            node_file.write_text(json.dumps({"node_url": node.api_url}) + "\n")
+        print_market(net, node, content, client_env)
+        while not stop.is_set():
+            if node is not None and node.error is not None:
+                raise click.ClickException(f"the node stopped: {node.error}")
+            if daemon is not None and daemon.proc is not None and daemon.proc.poll() is not None:
+                raise click.ClickException(f"the IPFS daemon exited: {daemon.log_tail(500)}")
+            stop.wait(0.2)
+    finally:
+        if node is not None:
+            node.stop()
+            with contextlib.suppress(OSError):
+                (state_dir / NODE_FILE).unlink()
+        if net is not None:
+            net.stop()
+        if daemon is not None:
+            daemon.stop()
+        log.info("local market stopped")
 
 
 @click.command("devnet")
 @click.option("--port", default=8545, show_default=True, type=click.IntRange(0, 65535),
               help="anvil's port on 127.0.0.1 (0: any free port)")
 @click.option("--epoch-length", default=10, show_default=True, type=click.IntRange(min=1), help="blocks per epoch")
-@click.option("--state-dir", default=".run/devnet", show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--state-dir", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help=f"chain state, deployment.json and the node's state  [default: <home>/devnet; home: {HOME_HELP}]")
 @click.option("--block-time", default=None, type=float, help="seconds per block (default: mine on each transaction)")
-@click.option("--backend", default=None, help="backend command the node runs (e.g. 'python -m dapp')")
-@click.option("--no-node", is_flag=True, help="only run the chain")
-@click.option("--http-port", default=None, type=int, help="node's rollup HTTP API port (node default if unset)")
-@click.option("--api-port", default=None, type=int, help="node's JSON-RPC/inspect port (node default if unset)")
-def devnet_command(port: int, epoch_length: int, state_dir: Path, block_time: float | None, backend: str | None,
-                   no_node: bool, http_port: int | None, api_port: int | None) -> None:
-    """Run a local chain with the Cartesi v2.2.0 contracts, an Application, and the node."""
-    # SIGTERM behaves like Ctrl-C so `kill` also tears everything down cleanly.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+@click.option("--backend", default=None,
+              help="backend command the node runs  [default: the market, '<this python> -m dapp']")
+@click.option("--no-node", is_flag=True, help="only run the chain (no node, no content)")
+@click.option("--http-port", default=None, type=int, help="node's rollup HTTP API port  [default: 5004]")
+@click.option("--api-port", default=None, type=int, help="node's JSON-RPC/inspect port  [default: 10011]")
+@click.option("--content-store", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="embedded content store the node serves over GIO  [default: <home>/content, the client's]")
+@click.option("--ipfs", is_flag=True,
+              help="start the bundled js-ipfs daemon (tools/ipfs, `make ipfs`) and serve content from it")
+@click.option("--ipfs-api", default=None, metavar="MULTIADDR",
+              help="serve content from this running IPFS node's HTTP RPC instead of the embedded store")
+@click.option("--ipfs-port", default=5001, show_default=True, type=click.IntRange(0, 65535),
+              help="API port of the bundled daemon (--ipfs)")
+@click.option("--ipfs-repo", default=None, type=click.Path(file_okay=False, path_type=Path),
+              help="repo of the bundled daemon (--ipfs)  [default: <home>/ipfs]")
+def devnet_command(port: int, epoch_length: int, state_dir: Path | None, block_time: float | None,
+                   backend: str | None, no_node: bool, http_port: int | None, api_port: int | None,
+                   content_store: Path | None, ipfs: bool, ipfs_api: str | None, ipfs_port: int,
+                   ipfs_repo: Path | None) -> None:
+    """A working local market in one command: chain (anvil with the Cartesi v2.2.0 contracts and
+    an Application), the node running the market's backend, and a content store (embedded in
+    .run/content, or IPFS with --ipfs). Prints the endpoints and the funded dev accounts;
+    Ctrl-C stops everything."""
+    if ipfs and ipfs_api:
+        raise click.UsageError("give --ipfs (start the bundled daemon) or --ipfs-api (use a running one), not both")
+    _setup_logging()
+    home = market_home()
+    state_dir = state_dir or home / "devnet"
+    content_store = content_store or home / "content"
+    ipfs_repo = ipfs_repo or home / "ipfs"
+    stop = threading.Event()
+    # SIGINT and SIGTERM both stop everything cleanly, so `kill` is as good as Ctrl-C.
+    old = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        net = start_devnet(port or None, epoch_length, state_dir, block_time=block_time)
-    except (AnvilError, DeployError) as exc:
-        raise click.ClickException(str(exc)) from exc
-    try:
-        dep = net.deployment
-        click.echo(f"anvil        {net.anvil.url} (chain id {dep.chain_id})"
-                   + (" [resumed]" if net.reused else ""))
-        for name, addr in dep.contracts.items():
-            click.echo(f"{name:<29}{addr}")
-        click.echo(f"{'Authority':<29}{dep.authority} (epoch length {dep.epoch_length}, owner {dep.owner})")
-        click.echo(f"{'Application':<29}{dep.application} (deployed in block {dep.deploy_block})")
-        click.echo(f"deployment   {net.deployment_path.resolve()}")
-        click.echo("keys         anvil's default mnemonic: PUBLIC TEST KEYS, never use them for real funds")
-        if no_node or not backend:
-            if not no_node:
-                click.echo("no --backend given: running the chain only (Ctrl-C to stop)")
-            _wait_forever()
-        else:
-            _call_run_node(net, backend, http_port, api_port)
-    except KeyboardInterrupt:
-        pass
+        run_market(port=port or None, epoch_length=epoch_length, state_dir=state_dir, block_time=block_time,
+                   backend=backend, no_node=no_node, http_port=http_port, api_port=api_port,
+                   content_store=None if no_node else content_store, ipfs=ipfs and not no_node,
+                   ipfs_api=None if no_node else ipfs_api, ipfs_port=ipfs_port, ipfs_repo=ipfs_repo, stop=stop)
     finally:
-        net.stop()
-        log.info("devnet stopped")
+        for sig, handler in old.items():
+            signal.signal(sig, handler)

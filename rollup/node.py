@@ -97,13 +97,15 @@ class InspectResult:
     exception_payload: bytes | None = None
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "status": self.status,
-            "reports": [{"payload": "0x" + r.hex()} for r in self.reports],
-            "processed_input_count": self.processed_input_count,
-        }
-        if self.exception_payload is not None:
-            out["exception_payload"] = "0x" + self.exception_payload.hex()
+        """The official inspect answer: `exception` (text) only when the backend raised one, and
+        `reports` null when there are none (Go's nil slice), as rollups-node v2 sends them."""
+        out: dict[str, Any] = {"status": self.status}
+        if self.status == "Exception":
+            detail = "the backend died" if self.exception_payload is None else \
+                self.exception_payload.decode("utf-8", "replace")
+            out["exception"] = f"Error on the machine while inspecting: {detail}"
+        out["reports"] = [{"payload": "0x" + r.hex()} for r in self.reports] or None
+        out["processed_input_count"] = self.processed_input_count
         return out
 
 
@@ -545,40 +547,75 @@ import click  # noqa: E402  (kept below the library part: importing the node nee
 @click.option("--deployment", "deployment_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="deployment JSON written by `rollup devnet` (or by hand)")
 @click.option("--backend", required=True, help="backend command (shell string)")
-@click.option("--rpc-url", default=None, help="Ethereum JSON-RPC URL (default: the deployment's rpc_url)")
+@click.option("--rpc-url", default=None, help="Ethereum JSON-RPC URL (default: $CARTESI_BLOCKCHAIN_HTTP_ENDPOINT, "
+              "else the deployment's rpc_url)")
 @click.option("--state-dir", default=".run/node", show_default=True, type=click.Path(file_okay=False))
 @click.option("--http-port", default=DEFAULT_HTTP_PORT, show_default=True, type=int,
               help="rollup HTTP server port (the backend's ROLLUP_HTTP_SERVER_URL)")
-@click.option("--api-port", default=DEFAULT_API_PORT, show_default=True, type=int,
-              help="JSON-RPC (/rpc), inspect (/inspect/<app>) and /health port")
+@click.option("--api-port", default=None, type=int,
+              help=f"JSON-RPC (/rpc), inspect (/inspect/<app>) and /health port (default: the port of "
+                   f"$CARTESI_JSONRPC_API_ADDRESS, else {DEFAULT_API_PORT})")
 @click.option("--poll-interval", default=0.5, show_default=True, type=float, help="chain polling, seconds")
 @click.option("--content-store", default=None, type=click.Path(file_okay=False),
               help="embedded content store directory served over GIO")
 @click.option("--ipfs-api", default=None, help="IPFS HTTP RPC multiaddr served over GIO")
-@click.option("--no-claim", is_flag=True, help="read-only: never submit claims")
+@click.option("--no-claim", is_flag=True, help="read-only: never submit claims "
+              "(also CARTESI_FEATURE_CLAIM_SUBMISSION_ENABLED=false)")
 @click.option("--replay-on-reject", is_flag=True,
               help="restart and replay the backend after every rejected input (exact machine rollback)")
-@click.option("--app-name", default=None, help="name accepted by /inspect/<name> (default: tributary)")
+@click.option("--app-name", default=None, help="the application's name in /inspect/<name> and the JSON-RPC "
+              "(default: the deployment's name, else ./cartesi.toml's name or directory, else tributary)")
+@click.option("--gateway", "gateway", is_flag=True,
+              help="also serve /anvil, /rpc and /inspect/<app> on one port, as `cartesi run` does")
+@click.option("--gateway-port", default=None, type=int,
+              help="the gateway's port (implies --gateway; default: $CARTESI_HTTP_PORT, else 6751)")
 def node_command(deployment_path: str, backend: str, rpc_url: str | None, state_dir: str, http_port: int,
-                 api_port: int, poll_interval: float, content_store: str | None, ipfs_api: str | None,
-                 no_claim: bool, replay_on_reject: bool, app_name: str | None) -> None:
-    """Run the host-mode node for one application; the key comes from $TRIBUTARY_CLAIMER_KEY
-    (default: anvil's public account 0)."""
+                 api_port: int | None, poll_interval: float, content_store: str | None, ipfs_api: str | None,
+                 no_claim: bool, replay_on_reject: bool, app_name: str | None, gateway: bool,
+                 gateway_port: int | None) -> None:
+    """Run the host-mode node for one application; the key comes from $CARTESI_AUTH_PRIVATE_KEY or
+    $TRIBUTARY_CLAIMER_KEY (default: anvil's public account 0). The official node's CARTESI_*
+    settings that the two share are read too (rollup.gateway.node_settings_from_env)."""
+    from rollup.gateway import (DEFAULT_GATEWAY_PORT, Gateway, GatewayError, app_name_from_toml,
+                                node_settings_from_env)
     from rollup.gio import resolver_from_args
 
+    try:
+        env = node_settings_from_env(load_deployment(deployment_path))
+        name = app_name or (app_name_from_toml() if "name" not in load_deployment(deployment_path) else None)
+    except (GatewayError, NodeError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    if "log_level" in env:
+        logging.getLogger().setLevel(env["log_level"])
+    extra = {k: env[k] for k in ("claimer_key",) if k in env}
+    claim = not no_claim and env.get("claim", True)
     resolver = resolver_from_args(content_store=content_store, ipfs_api=ipfs_api)
     try:
-        node = Node(deployment_path, backend, state_dir, http_port=http_port, api_port=api_port,
-                    poll_interval=poll_interval, resolver=resolver, claim=not no_claim,
-                    replay_on_reject=replay_on_reject, app_name=app_name, rpc_url=rpc_url).start()
+        node = Node(deployment_path, backend, state_dir, http_port=http_port,
+                    api_port=api_port if api_port is not None else env.get("api_port", DEFAULT_API_PORT),
+                    poll_interval=poll_interval, resolver=resolver, claim=claim,
+                    replay_on_reject=replay_on_reject, app_name=name, rpc_url=rpc_url or env.get("rpc_url"),
+                    **extra).start()
     except (NodeError, OSError) as exc:
         raise click.ClickException(str(exc)) from exc
-    click.echo(f"node for {node.app}: rollup API {node.rollup_url}, node API {node.api_url}, state {state_dir}",
-               err=True)
+    click.echo(f"node for {node.app} ({node.app_name}): rollup API {node.rollup_url}, node API {node.api_url}, "
+               f"state {state_dir}", err=True)
+    gw = None
+    if gateway or gateway_port is not None or "gateway_port" in env:
+        port = gateway_port if gateway_port is not None else env.get("gateway_port", DEFAULT_GATEWAY_PORT)
+        try:
+            gw = Gateway(node.api_url, node.rpc_url, env.get("gateway_host", "127.0.0.1"), port).start()
+        except OSError as exc:
+            node.stop()
+            raise click.ClickException(f"cannot serve the gateway on port {port}: {exc}") from exc
+        click.echo(f"cartesi-run endpoint {gw.url}: /anvil, /rpc, /inspect/{node.app_name}", err=True)
     try:
         node.run_forever()
     except NodeError as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        if gw is not None:
+            gw.stop()
 
 
 if __name__ == "__main__":

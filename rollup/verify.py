@@ -96,7 +96,11 @@ def verify(rpc_url: str, app: str, backend: str | Sequence[str], from_block: int
 
     `resolver` answers the backend's GIO requests during the replay: a backend that reads
     content by id (the market) needs the same content the node had, from any store that holds
-    it (the backend checks every hash itself, so the store need not be trusted)."""
+    it (the backend checks every hash itself, so the store need not be trusted). A store that
+    cannot be reached (or no store) is waited for, never answered "not found" (rollup.gio): the
+    replay then ends in a VerifyError naming the CID. A reachable store that lacks a block the
+    node served answers "not found", and the replay may then show a MISMATCH: GIO mode trusts
+    the node for content availability (README, "Content availability")."""
     w3 = connect(rpc_url)
     app = to_checksum_address(app)
     setup = app_setup(w3, app)
@@ -143,7 +147,9 @@ def verify(rpc_url: str, app: str, backend: str | Sequence[str], from_block: int
                 report.epochs.append(EpochVerdict(epoch, first, last, inputs, verdict, computed))
         return report
     except TimeoutError as exc:
-        raise VerifyError(f"replay did not finish in {timeout} s") from exc
+        stalled = getattr(getattr(node, "gio", None), "last_unavailable", None)
+        raise VerifyError(f"replay did not finish in {timeout} s"
+                          + (f": waiting for content: {stalled}" if stalled else "")) from exc
     finally:
         node.stop()
         if tmp is not None:

@@ -52,7 +52,7 @@ def settle(node: Node, chain: Chain, dep) -> None:
 
 
 def notices(node: Node) -> list[dict]:
-    out = result(rpc(node.api_url, "cartesi_listOutputs", {"output_type": "Notice", "limit": 1000}))
+    out = result(rpc(node.api_url, "cartesi_listOutputs", {"output_type": "0xc258d6e5", "limit": 1000}))
     return [json.loads(bytes.fromhex(o["decoded_data"]["payload"][2:])) for o in out["data"]]
 
 
@@ -134,7 +134,7 @@ def test_market_end_to_end_on_devnet(chain, tmp_path):
         wait_claims(node, chain, dep)
         before = {a.address: chain.w3.eth.get_balance(a.address) for a in payees}
         vouchers = result(rpc(node.api_url, "cartesi_listOutputs",
-                              {"output_type": "Voucher", "limit": 100}))["data"]
+                              {"output_type": "0x237a816f", "limit": 100}))["data"]
         assert len(vouchers) == len(payees)
         for v in vouchers:
             out = ProvableOutput.from_rpc(v)

@@ -65,7 +65,7 @@ def test_notice_and_ether_voucher_round_trip(chain: Chain, start_node: Callable[
     assert kinds == ["Notice", "Notice", "Voucher", "Notice", "Voucher", "Notice", "Voucher"]
     assert [o["index"] for o in outs] == [hex(i) for i in range(7)]
     assert [o["input_index"] for o in outs] == ["0x0", "0x1", "0x1", "0x2", "0x2", "0x3", "0x3"]
-    assert outs[2]["decoded_data"]["destination"] == USER.address.lower()
+    assert outs[2]["decoded_data"]["destination"] == USER.address  # checksummed, as the official node
     assert int(outs[2]["decoded_data"]["value"], 16) == 3 * 10**18
     assert int(outs[4]["decoded_data"]["value"], 16) == 10**18 + 7
     # proofs appear only once the output's epoch is claimed
@@ -121,7 +121,7 @@ def test_notice_and_ether_voucher_round_trip(chain: Chain, start_node: Callable[
     node.wait_caught_up()
     out4 = result(rpc(node.api_url, "cartesi_getOutput", {"output_index": "0x4"}))["data"]
     assert out4["execution_transaction_hash"] == "0x" + bytes(rcpt["transactionHash"]).hex()
-    vouchers = outputs(node, output_type="Voucher", voucher_address=payee)
+    vouchers = outputs(node, output_type="0x237a816f", voucher_address=payee)  # the Voucher selector
     assert [o["index"] for o in vouchers] == ["0x4"]
 
 
@@ -185,7 +185,10 @@ def test_inspect_health_and_api_errors(chain: Chain, start_node: Callable[..., N
     assert err("cartesi_listOutputs", {"limit": "10"}) == -32602
     assert err("cartesi_listOutputs", {"output_type": "Bogus"}) == -32602
     assert err("cartesi_listOutputs", {"voucher_address": "0x12"}) == -32602
-    assert err("cartesi_listOutputs", {"colour": "red"}) == -32602
+    assert err("cartesi_listOutputs", {"limit": 1.5}) == -32602
+    assert err("cartesi_listOutputs", {"epoch_index": "9"}) == -32602  # indices are hex, as the official node
+    # unknown keys are ignored, as the official node does (Go's encoding/json)
+    assert result(rpc(node.api_url, "cartesi_listOutputs", {"colour": "red"}))["pagination"]["limit"] == 50
     assert err("cartesi_listOutputs", [1, 2]) == -32602
     assert err("cartesi_getOutput", {}) == -32602
     assert err("cartesi_getInput", {"input_index": True}) == -32602
