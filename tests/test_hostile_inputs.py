@@ -184,7 +184,7 @@ def test_cost_counts_what_closing_does():
     exact = close_cost(arch, shapley, 10, 100)
     assert exact.evaluations == 2 ** 10 + 10 + 2           # coalitions, overflow checks, accuracy
     assert exact.ops_per_sample == 64 + 640                # flatten reads 64 values, fc 640 MACs
-    assert close_cost(arch, shapley, 50, 100).evaluations == 64 * 50 + 1 + 50 + 2
+    assert close_cost(arch, shapley, 50, 100).evaluations == 64 * 50 + 2 + 50 + 2
     assert close_cost(arch, {"method": "loo"}, 50, 100).evaluations == 51 + 52
     # The validated rule: public + secret shard, its gate, three leave-one-out fallbacks.
     v = close_cost(arch, shapley, 10, 100, public_shard=True, validated=True, utility="margin")

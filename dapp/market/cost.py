@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from dapp.ml.arch import ArchSpec
+from dapp.ml.contribution import evaluations_bound, parse_method
 from dapp.ml.inference import DEFAULT_BATCH
 
 MAX_CLOSE_OPS = 12 * 10**9
@@ -95,20 +96,16 @@ def layer_costs(arch: ArchSpec) -> tuple[int, int]:
 
 
 def evaluations(method: Mapping[str, Any], players: int) -> int:
-    """Worst-case coalition evaluations of one contribution pass with up to `players`
-    distinct updates."""
-    kind = method.get("method", "shapley")
-    if kind == "loo":
-        return players + 1
-    exact_max = int(method.get("exact_max_players", 0))
-    perms = int(method.get("permutations", 0))
-    # Exact below the cap (2**n coalitions, largest at n = the cap), sampled above it.
-    exact = 1 << min(exact_max, players)
-    sampled = perms * players + 1 if players > exact_max else 0
-    # Antithetic sampling walks each drawn order twice (forwards and backwards).
-    if method.get("antithetic"):
-        sampled *= 2
-    return max(exact, sampled)
+    """Worst-case coalition evaluations of one contribution pass over at most `players`
+    distinct updates: exact Shapley below the cap (2**n, largest at n = the cap), sampled orders
+    above it (2 + permutations x n), leave-one-out n + 1 (dapp.ml.contribution's own bound)."""
+    if players <= 0:
+        return 0
+    cfg = parse_method(dict(method))
+    if cfg["method"] == "loo":
+        return evaluations_bound(cfg, players)
+    return max(evaluations_bound(cfg, min(players, cfg["exact_max_players"]) or 1),
+               evaluations_bound(cfg, players))
 
 
 def close_cost(arch: ArchSpec, method: Mapping[str, Any], players: int, shard_samples: int,

@@ -1,9 +1,21 @@
 """Architecture spec: the JSON a job declares, validated once, then trusted by everything else.
 
-Supported layers: ``linear``, ``conv2d``, ``relu``, ``maxpool2d``, ``flatten``. Shapes are traced
-through the whole network at validation time so that a spec whose layers do not fit together is
-refused before any model is loaded. Every parametrised layer has a weight and a bias, named
-``<name>.weight`` / ``<name>.bias`` and shaped like PyTorch's.
+Supported layers: ``linear``, ``conv2d``, ``relu``, ``maxpool2d``, ``avgpool2d``, ``flatten``,
+``batchnorm`` and ``dropout``. Shapes are traced through the whole network at validation time so
+that a spec whose layers do not fit together is refused before any model is loaded. Every
+parametrised layer has a weight and a bias, named ``<name>.weight`` / ``<name>.bias`` and shaped
+like PyTorch's.
+
+Training-only layers, so that the models people train (MNIST / CIFAR-10 baselines) fit:
+
+* ``batchnorm`` (no fields) must directly follow a ``conv2d`` or ``linear``; trainers train with
+  it (``BatchNorm2d`` / ``BatchNorm1d`` over that layer's outputs) and fold its running statistics
+  into that layer's weight and bias at export (``dapp.ml.fixedpoint.export_state_dict``). It has
+  no tensors in the model file and is the identity in integer inference;
+* ``dropout`` (``"p": [num, den]``, 0 <= num/den < 1) drops activations in training only; the
+  identity in integer inference (PyTorch's inverted dropout needs no rescaling at eval time);
+* ``avgpool2d`` (``kernel_size``, ``stride`` defaulting to ``kernel_size``) is an inference layer
+  with declared integer rounding (see ``dapp.ml.inference``).
 """
 
 from __future__ import annotations
@@ -52,6 +64,7 @@ class Layer:
     kernel_size: int = 0
     stride: int = 0
     padding: int = 0
+    p: tuple[int, int] = (0, 1)
 
     def to_dict(self) -> dict[str, Any]:
         if self.type == "linear":
@@ -61,8 +74,10 @@ class Layer:
             return {"type": "conv2d", "name": self.name, "in_channels": self.in_channels,
                     "out_channels": self.out_channels, "kernel_size": self.kernel_size,
                     "stride": self.stride, "padding": self.padding}
-        if self.type == "maxpool2d":
-            return {"type": "maxpool2d", "kernel_size": self.kernel_size, "stride": self.stride}
+        if self.type in ("maxpool2d", "avgpool2d"):
+            return {"type": self.type, "kernel_size": self.kernel_size, "stride": self.stride}
+        if self.type == "dropout":
+            return {"type": "dropout", "p": [self.p[0], self.p[1]]}
         return {"type": self.type}
 
     def param_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
@@ -80,9 +95,13 @@ _LAYER_KEYS = {
     "linear": {"type", "name", "in_features", "out_features"},
     "conv2d": {"type", "name", "in_channels", "out_channels", "kernel_size", "stride", "padding"},
     "maxpool2d": {"type", "kernel_size", "stride"},
+    "avgpool2d": {"type", "kernel_size", "stride"},
     "relu": {"type"},
     "flatten": {"type"},
+    "batchnorm": {"type"},
+    "dropout": {"type", "p"},
 }
+MAX_DROPOUT_DEN = 1_000_000
 
 
 def _parse_layer(d: Any, i: int) -> Layer:
@@ -107,9 +126,17 @@ def _parse_layer(d: Any, i: int) -> Layer:
                      kernel_size=_int(d, "kernel_size", where, hi=64),
                      stride=_int(d, "stride", where, hi=64, default=1),
                      padding=_int(d, "padding", where, lo=0, hi=64, default=0))
-    if t == "maxpool2d":
+    if t in ("maxpool2d", "avgpool2d"):
         k = _int(d, "kernel_size", where, hi=64)
         return Layer(t, kernel_size=k, stride=_int(d, "stride", where, hi=64, default=k))
+    if t == "dropout":
+        p = d.get("p")
+        if (not isinstance(p, list) or len(p) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int) for v in p)
+                or not 1 <= p[1] <= MAX_DROPOUT_DEN or not 0 <= p[0] < p[1]):
+            raise ArchSpecError(f"{where}: dropout p must be [num, den] with 0 <= num < den <= "
+                                f"{MAX_DROPOUT_DEN}, got {p!r}")
+        return Layer(t, p=(p[0], p[1]))
     return Layer(t)
 
 
@@ -166,7 +193,12 @@ class ArchSpec:
                 if h < 1 or w < 1:
                     raise ArchSpecError(f"{where}: kernel larger than the padded input {list(cur)}")
                 cur = (l.out_channels, h, w)
-            elif l.type == "maxpool2d":
+            elif l.type == "batchnorm":
+                prev = self.layers[i - 1] if i else None
+                if prev is None or prev.type not in ("conv2d", "linear"):
+                    raise ArchSpecError(f"{where}: batchnorm must directly follow a conv2d or linear "
+                                        "(it is folded into that layer at export)")
+            elif l.type in ("maxpool2d", "avgpool2d"):
                 if len(cur) != 3:
                     raise ArchSpecError(f"{where}: expects [C, H, W], gets {list(cur)}")
                 h = (cur[1] - l.kernel_size) // l.stride + 1

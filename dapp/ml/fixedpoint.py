@@ -78,8 +78,18 @@ def to_torch_state_dict(model: Model, arch: ArchSpec) -> dict[str, Any]:
             for name in sorted(model)}
 
 
+#: Batch norm's epsilon in training (PyTorch's default); folding uses the same value.
+BN_EPS = 1e-5
+
+
 def torch_module(arch: ArchSpec) -> Any:
-    """The float PyTorch ``nn.Module`` equivalent of an arch spec (parameter names match)."""
+    """The float PyTorch ``nn.Module`` equivalent of an arch spec (parameter names match).
+
+    Training-only layers become real modules: ``batchnorm`` a ``BatchNorm2d``/``BatchNorm1d``
+    registered as ``bn<layer index>`` (so its tensors never collide with the spec's names),
+    ``dropout`` an ``nn.Dropout``. Their tensors are not part of the market's model: load a
+    model with ``load_model`` and export with ``export_state_dict`` (which folds batch norm).
+    """
     import torch
     from torch import nn
 
@@ -98,6 +108,16 @@ def torch_module(arch: ArchSpec) -> Any:
                     m = nn.ReLU()
                 elif l.type == "maxpool2d":
                     m = nn.MaxPool2d(l.kernel_size, l.stride)
+                elif l.type == "avgpool2d":
+                    m = nn.AvgPool2d(l.kernel_size, l.stride)
+                elif l.type == "batchnorm":
+                    prev = arch.layers[i - 1]
+                    m = (nn.BatchNorm2d(prev.out_channels, eps=BN_EPS) if prev.type == "conv2d"
+                         else nn.BatchNorm1d(prev.out_features, eps=BN_EPS))
+                    setattr(self, f"bn{i}", m)
+                elif l.type == "dropout":
+                    m = nn.Dropout(l.p[0] / l.p[1])
+                    setattr(self, f"drop{i}", m)  # registered, so .eval() switches it off
                 else:
                     m = nn.Flatten()
                 self.seq.append((l.type, m))
@@ -108,3 +128,43 @@ def torch_module(arch: ArchSpec) -> Any:
             return x
 
     return _Net()
+
+
+def load_model(net: Any, model: Model, arch: ArchSpec) -> None:
+    """Load a market model into ``torch_module(arch)``; batch norms restart as the identity
+    (running mean 0, running variance 1 - eps, weight 1, bias 0), because the model already
+    carries the folded normalisation of earlier rounds."""
+    import torch
+
+    net.load_state_dict(to_torch_state_dict(model, arch), strict=False)
+    with torch.no_grad():
+        for i, l in enumerate(arch.layers):
+            if l.type == "batchnorm":
+                bn = getattr(net, f"bn{i}")
+                bn.reset_parameters()
+                bn.running_var.fill_(1.0 - BN_EPS)
+
+
+def export_state_dict(net: Any, arch: ArchSpec) -> dict[str, Any]:
+    """The spec's tensors (float64) from a trained module, batch norm folded into the layer it
+    follows: with ``a = gamma / sqrt(running_var + eps)``, ``W' = W * a`` (per output channel /
+    feature) and ``b' = (b - running_mean) * a + beta``. Equal to the module in eval mode."""
+    import torch
+
+    sd = {k: v.detach().to("cpu").double() for k, v in net.state_dict().items()}
+    out: dict[str, Any] = {name: sd[name] for name, _ in arch.param_shapes()}
+    for i, l in enumerate(arch.layers):
+        if l.type != "batchnorm":
+            continue
+        prev = arch.layers[i - 1]
+        p = f"bn{i}."
+        a = sd[p + "weight"] / torch.sqrt(sd[p + "running_var"] + BN_EPS)
+        w = out[f"{prev.name}.weight"]
+        out[f"{prev.name}.weight"] = w * a.reshape(-1, *([1] * (w.dim() - 1)))
+        out[f"{prev.name}.bias"] = (out[f"{prev.name}.bias"] - sd[p + "running_mean"]) * a + sd[p + "bias"]
+    return out
+
+
+def from_torch_module(net: Any, arch: ArchSpec) -> Model:
+    """Trained module -> Model (batch norm folded, then quantized)."""
+    return from_torch_state_dict(export_state_dict(net, arch), arch)

@@ -10,7 +10,17 @@ Declared semantics (scale s = ``arch.scale_bits``; inputs and weights share it):
 * conv2d is im2col (patch order channel, kernel row, kernel column = PyTorch's weight order)
   followed by an int64 matmul. NumPy integer matmul is exact (no BLAS);
 * relu = max(x, 0); maxpool2d over windows like PyTorch (floor mode, no padding);
+* avgpool2d over the same windows: ``floor((2 * sum + k*k) / (2 * k*k))``, the window mean rounded
+  half up (toward +infinity on ties), with the sum in int64 after checking
+  ``2 * max|x| * k*k + k*k < 2**62``;
+* batchnorm and dropout are the identity: batch norm is folded into the preceding layer's weight
+  and bias at export, dropout acts in training only (see ``dapp.ml.arch``);
 * argmax ties go to the lowest class index (``np.argmax``'s first occurrence).
+
+Margin utility (``PreparedShard.margin_sum``): per sample ``m = z[y] - max_{c != y} z[c]`` on the
+int64 logits (scale s), clipped to ``[-B, B]`` with ``B = clip << s``, summed over the shard in
+int64. No overflow: logits are below ``2**62`` in magnitude (the accumulator bound above), so the
+difference of two fits int64, and ``N * B`` is checked against ``2**62``.
 """
 
 from __future__ import annotations
@@ -81,6 +91,21 @@ def _maxpool(l: Layer, x: np.ndarray) -> np.ndarray:
     return sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::st, ::st].max(axis=(-2, -1))
 
 
+def _avgpool(l: Layer, x: np.ndarray) -> np.ndarray:
+    k, st = l.kernel_size, l.stride
+    kk = k * k
+    if 2 * _max_abs(x) * kk + kk >= ACC_LIMIT:
+        raise InferenceOverflowError(f"avgpool2d: window sums of max|x|={_max_abs(x)} over {kk} values "
+                                     "could overflow int64")
+    oh = (x.shape[2] - k) // st + 1
+    ow = (x.shape[3] - k) // st + 1
+    total = np.zeros((x.shape[0], x.shape[1], oh, ow), dtype=np.int64)
+    for a in range(k):  # k*k strided adds: exact, and far faster than a reduction over window axes
+        for b in range(k):
+            total += x[:, :, a:a + st * (oh - 1) + 1:st, b:b + st * (ow - 1) + 1:st]
+    return (2 * total + kk) // (2 * kk)
+
+
 def forward(arch: ArchSpec, params: Mapping[str, np.ndarray], x: np.ndarray,
             first_patches: np.ndarray | None = None) -> np.ndarray:
     """Logits (int64, scale s) for a batch x [N, *input_shape].
@@ -88,19 +113,31 @@ def forward(arch: ArchSpec, params: Mapping[str, np.ndarray], x: np.ndarray,
     ``first_patches`` lets a caller that evaluates many models on one shard (Shapley) pass the
     im2col of the input once; it must equal ``im2col`` of x for the first layer.
     """
-    s = arch.scale_bits
     h = np.asarray(x, dtype=np.int64)
     if tuple(h.shape[1:]) != arch.input_shape:
         raise ShapeError(f"input shape {list(h.shape[1:])} where {list(arch.input_shape)} is declared")
-    for i, l in enumerate(arch.layers):
+    return forward_from(arch, params, h, 0, first_patches)
+
+
+def forward_from(arch: ArchSpec, params: Mapping[str, np.ndarray], h: np.ndarray, start: int,
+                 patches: np.ndarray | None = None, stop: int | None = None) -> np.ndarray:
+    """Run layers ``start`` to ``stop - 1`` (default: the last) on activations ``h`` (the output of
+    layer ``start - 1``); ``patches``, if given, is the im2col of ``h`` for layer ``start``."""
+    s = arch.scale_bits
+    for i in range(start, len(arch.layers) if stop is None else stop):
+        l = arch.layers[i]
         if l.type == "linear":
             h = _linear(l, h, params, s)
         elif l.type == "conv2d":
-            h = _conv(l, h, params, s, first_patches if i == 0 else None)
+            h = _conv(l, h, params, s, patches if i == start else None)
         elif l.type == "relu":
             h = np.maximum(h, 0)
         elif l.type == "maxpool2d":
             h = _maxpool(l, h)
+        elif l.type == "avgpool2d":
+            h = _avgpool(l, h)
+        elif l.type in ("batchnorm", "dropout"):
+            pass  # folded at export / training only
         elif l.type == "flatten":
             h = h.reshape(h.shape[0], -1)
     return h
@@ -122,16 +159,49 @@ def count_correct(arch: ArchSpec, model: Mapping[str, np.ndarray], x: np.ndarray
 
 
 class PreparedShard:
-    """A validation shard prepared once for many evaluations (first-layer im2col cached)."""
+    """A validation shard prepared once for many evaluations.
+
+    The layers before the first parametrised one (pooling, flatten, relu, ...) do not depend on
+    the model, so their output is computed once; if that first parametrised layer is a conv2d,
+    its im2col is cached too. Results equal ``forward`` exactly (same functions, same order).
+    """
 
     def __init__(self, arch: ArchSpec, x: np.ndarray, y: np.ndarray) -> None:
         self.arch = arch
         self.x = np.asarray(x, dtype=np.int64)
         self.y = np.asarray(y, dtype=np.int64)
-        first = arch.layers[0]
-        self.patches = (im2col(self.x, first.kernel_size, first.stride, first.padding)
-                        if first.type == "conv2d" else None)
+        if tuple(self.x.shape[1:]) != arch.input_shape:
+            raise ShapeError(f"input shape {list(self.x.shape[1:])} where {list(arch.input_shape)} is declared")
+        self.start = next((i for i, l in enumerate(arch.layers) if l.type in ("linear", "conv2d")),
+                          len(arch.layers))
+        self.h0 = forward_from(arch, {}, self.x, 0, stop=self.start)
+        first = arch.layers[self.start] if self.start < len(arch.layers) else None
+        self.patches = (im2col(self.h0, first.kernel_size, first.stride, first.padding)
+                        if first is not None and first.type == "conv2d" else None)
+
+    def logits(self, params: Mapping[str, np.ndarray]) -> np.ndarray:
+        return forward_from(self.arch, params, self.h0, self.start, self.patches)
 
     def count_correct(self, params: Mapping[str, np.ndarray]) -> int:
-        logits = forward(self.arch, params, self.x, self.patches)
-        return int(np.count_nonzero(np.argmax(logits, axis=1) == self.y))
+        return int(np.count_nonzero(np.argmax(self.logits(params), axis=1) == self.y))
+
+    def margin_sum(self, params: Mapping[str, np.ndarray], clip: int) -> int:
+        """Sum over the shard of the clipped margin (see the module docstring for the rule)."""
+        return margin_sum(self.logits(params), self.y, clip << self.arch.scale_bits)
+
+
+def margin_sum(logits: np.ndarray, y: np.ndarray, bound: int) -> int:
+    """sum_i clip(z_i[y_i] - max_{c != y_i} z_i[c], -bound, bound), exact in int64."""
+    z = np.asarray(logits, dtype=np.int64)
+    y = np.asarray(y, dtype=np.int64)
+    n = z.shape[0]
+    if n == 0:
+        return 0
+    if bound < 0 or n * bound >= ACC_LIMIT:
+        raise InferenceOverflowError(f"margin sum of {n} samples clipped at {bound} could overflow int64")
+    rows = np.arange(n)
+    true = z[rows, y]
+    other = z.copy()
+    other[rows, y] = np.iinfo(np.int64).min
+    m = true - other.max(axis=1)
+    return int(np.clip(m, -bound, bound).sum())

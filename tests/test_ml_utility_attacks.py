@@ -1,0 +1,34 @@
+"""The robustness bench's attack definitions follow their papers (bench/robustness.py)."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+
+from bench.datasets import dirichlet_split
+from bench.robustness import alie_z, minmax_delta
+
+
+def test_alie_z_max_from_n_and_f() -> None:
+    # Baruch et al. 2019: s = floor(n/2 + 1) - f supporters needed, z_max = Phi^-1((n - s) / n)
+    assert alie_z(10, 2) == statistics.NormalDist().inv_cdf(0.6)
+    assert alie_z(50, 15) == statistics.NormalDist().inv_cdf((50 - 11) / 50)
+    assert 0 < alie_z(10, 2) < alie_z(50, 15) < 1
+
+
+def test_minmax_stays_within_the_benign_spread_and_is_maximal() -> None:
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 1, (6, 40))
+    mal = minmax_delta(ref)
+    limit = max(np.linalg.norm(a - b) for a in ref for b in ref)
+    worst = max(np.linalg.norm(mal - b) for b in ref)
+    assert worst <= limit + 1e-9 and worst > 0.99 * limit  # pushed to the edge, not beyond
+    assert np.dot(mal - ref.mean(0), -ref.std(0)) > 0       # along the inverse-std direction
+
+
+def test_dirichlet_split_partitions_with_a_floor() -> None:
+    y = np.repeat(np.arange(10), 100)
+    parts = dirichlet_split(y, 10, 0.1, np.random.default_rng(1), min_size=10)
+    allidx = np.concatenate(parts)
+    assert sorted(allidx.tolist()) == list(range(1000)) and min(len(p) for p in parts) >= 10
