@@ -68,6 +68,15 @@ class Voucher:
 
 
 @dataclass(frozen=True)
+class DelegateCallVoucher:
+    """The Application delegatecalls `destination` with `payload` (its own balance and storage):
+    how one output pays many accounts through a library (dapp.market.payout)."""
+
+    destination: str
+    payload: bytes
+
+
+@dataclass(frozen=True)
 class Notice:
     payload: bytes
 
@@ -76,12 +85,16 @@ class Notice:
 class Outputs:
     """Ordered vouchers and notices (their order fixes their output indices), then reports."""
 
-    emitted: list[Voucher | Notice] = field(default_factory=list)
+    emitted: list[Voucher | DelegateCallVoucher | Notice] = field(default_factory=list)
     reports: list[bytes] = field(default_factory=list)
 
     def voucher(self, destination: str, value: int, payload: bytes = b"") -> None:
         _check_size("voucher payload", payload)
         self.emitted.append(Voucher(destination, value, payload))
+
+    def delegate_call_voucher(self, destination: str, payload: bytes) -> None:
+        _check_size("delegate call voucher payload", payload)
+        self.emitted.append(DelegateCallVoucher(destination, payload))
 
     def notice(self, payload: bytes) -> None:
         _check_size("notice", payload)

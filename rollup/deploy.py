@@ -167,6 +167,24 @@ def deploy_core(w3: Web3, private_key: str) -> dict[str, str]:
     return addrs
 
 
+BATCH_PAYOUT = "BatchPayout"
+"""Our payout library (contracts/src/BatchPayout.sol), run by DelegateCallVouchers: deployed like
+Cartesi's contracts (CREATE2 deployer, salt 0), so its address is the same on every chain and the
+backend can name it as a constant (dapp/market/payout.py)."""
+
+
+def deploy_batch_payout(w3: Web3, private_key: str) -> str:
+    """Deploy (or find) BatchPayout at its deterministic address; returns the address."""
+    initcode = load_artifact(BATCH_PAYOUT).initcode()
+    addr = create2_address(initcode)
+    if not has_code(w3, addr):
+        send_tx(w3, private_key, to=CREATE2_DEPLOYER, data=SALT + initcode)
+        if not has_code(w3, addr):
+            raise DeployError(f"{BATCH_PAYOUT} deployment left no code at {addr}")
+        log.info("deployed %s at %s", BATCH_PAYOUT, addr)
+    return addr
+
+
 def new_authority(w3: Web3, private_key: str, owner: str, epoch_length: int) -> str:
     """A fresh Authority (claims accepted from ``owner`` only) via AuthorityFactory."""
     if epoch_length < 1:
@@ -219,6 +237,7 @@ def deploy_devnet(
     (default: the deployer)."""
     owner = to_checksum_address(owner or Account.from_key(private_key).address)
     contracts = deploy_core(w3, private_key)
+    deploy_batch_payout(w3, private_key)
     authority = new_authority(w3, private_key, owner, epoch_length)
     application, block = new_application(w3, private_key, authority, owner, template_hash,
                                           contracts["InputBox"])

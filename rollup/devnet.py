@@ -303,7 +303,10 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
                             api_port=DEFAULT_API_PORT if api_port is None else api_port).start()
             except (NodeError, OSError) as exc:
                 raise click.ClickException(f"the node could not start: {exc}") from exc
-            node_file.write_text(json.dumps({"node_url": node.api_url}) + "\n")
+            # Where the node reads content, so the client can check it before paying.
+            store = (f"ipfs:{api}" if ipfs_api else
+                     str(content_store.resolve()) if content_store is not None else "none")
+            node_file.write_text(json.dumps({"node_url": node.api_url, "store": store}) + "\n")
         print_market(net, node, content, client_env)
         while not stop.is_set():
             if node is not None and node.error is not None:

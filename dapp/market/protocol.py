@@ -134,8 +134,28 @@ class PutContent(Call):
                 for i in range(count)]
 
 
+@dataclass(frozen=True)
+class Batch(Call):
+    """Many signed `join`/`commit`/`reveal` messages posted by anyone (dapp.market.batch)."""
+
+    messages: bytes
+    SIGNATURE: ClassVar[str] = "batch(bytes)"
+    TYPES: ClassVar[tuple[str, ...]] = ("bytes",)
+
+
+@dataclass(frozen=True)
+class Payout(Call):
+    """Anyone: pay every account's balance in `token` with one DelegateCallVoucher
+    (dapp.market.payout)."""
+
+    token: str
+    SIGNATURE: ClassVar[str] = "payout(address)"
+    TYPES: ClassVar[tuple[str, ...]] = ("address",)
+
+
 ACCOUNT_CALLS: tuple[type[Call], ...] = (
-    Join, Commit, Reveal, RevealValidation, CloseRound, Withdraw, CancelJob, PutContent)
+    Join, Commit, Reveal, RevealValidation, CloseRound, Withdraw, CancelJob, PutContent,
+    Batch, Payout)
 _BY_SELECTOR: dict[bytes, type[Call]] = {selector(c.SIGNATURE): c for c in ACCOUNT_CALLS}
 
 

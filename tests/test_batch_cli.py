@@ -1,0 +1,82 @@
+"""`tributary payout` and `tributary relay` through subprocesses, on a devnet with our node: a
+payout input pays two depositors with one DelegateCallVoucher that `payout --execute` executes
+once its epoch is claimed; the relayer takes a signed message over HTTP and posts it as a
+`batch` input that the backend answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+import requests
+
+from client.relay import sign
+from dapp.market import protocol as p
+from rollup.anvil import DEV_ACCOUNTS
+from rollup.chain import connect
+from rollup.deploy import Deployment
+from tests import chain_fixtures
+from tests.test_cli_e2e import Net, _wait, net  # noqa: F401
+
+pytestmark = [pytest.mark.chain, pytest.mark.slow]
+
+A, B, ANYONE, RELAYER = DEV_ACCOUNTS[5], DEV_ACCOUNTS[6], DEV_ACCOUNTS[7], DEV_ACCOUNTS[8]
+
+
+def _reports(net: Net) -> list[str]:
+    app = json.loads(net.dep.read_text())["application"]
+    body = {"jsonrpc": "2.0", "id": 1, "method": "cartesi_listReports", "params": {"application": app, "limit": 1000}}
+    answer = requests.post(net.node_url + "/rpc", json=body, timeout=10).json()
+    assert "result" in answer, answer
+    data = answer["result"]["data"]
+    return [bytes.fromhex(r["raw_data"][2:]).decode("utf-8", "replace") for r in data]
+
+
+def test_payout_and_relay_through_the_cli(net: Net) -> None:  # noqa: F811
+    dep = Deployment.load(net.dep)
+    w3 = connect(dep.rpc_url)
+    amounts = {A.address: 3 * 10**15, B.address: 10**15 + 7}
+    for acct, v in amounts.items():
+        key = A.private_key if acct == A.address else B.private_key
+        chain_fixtures.deposit_ether(w3, dep, key, v)
+    sent = net.run("payout", key=ANYONE.private_key, json_out=False)
+    assert json.loads(sent.stdout)["input"] >= 0
+    before = {a: w3.eth.get_balance(a) for a in amounts}
+
+    def executed() -> bool:
+        net.run("dev", "mine", str(dep.epoch_length + 1), key=ANYONE.private_key)
+        rows = json.loads(net.run("payout", "--execute", key=ANYONE.private_key,
+                                  json_out=False).stdout)
+        return bool(rows) and all(r["executed"] for r in rows)
+
+    _wait(executed, 90, "the batched payout to be claimed and executed")
+    assert {a: w3.eth.get_balance(a) - before[a] for a in amounts} == amounts
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    relay = net.popen("relay", "--every", "1", "--port", str(port), key=RELAYER.private_key)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait(lambda: _up(url), 60, "the relayer")
+        msg = sign(p.Join(99), "0x" + "31" * 32, int(w3.eth.chain_id), dep.application)
+        answer = requests.post(url + "/submit", data=msg, timeout=10)
+        assert answer.status_code == 202, answer.text
+        assert requests.post(url + "/submit", data=b"\x00\x01\x07", timeout=10).status_code == 400
+        _wait(lambda: requests.get(url + "/status", timeout=5).json()["sent"], 30,
+              "the relayer's batch")
+        _wait(lambda: any('"type":"batch"' in r and "no job 99" in r for r in _reports(net)),
+              60, "the backend's answer to the relayed batch")
+    finally:
+        relay.terminate()
+        relay.wait(timeout=30)
+
+
+def _up(url: str) -> bool:
+    try:
+        return requests.get(url + "/status", timeout=2).status_code == 200
+    except requests.RequestException:
+        time.sleep(0.2)
+        return False
