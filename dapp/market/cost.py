@@ -101,11 +101,12 @@ def evaluations(method: Mapping[str, Any], players: int) -> int:
     above it (2 + permutations x n), leave-one-out n + 1 (dapp.ml.contribution's own bound)."""
     if players <= 0:
         return 0
-    cfg = parse_method(dict(method))
+    raw = dict(method)            # the spec's own config: parse_method is not idempotent
+    cfg = parse_method(raw)
     if cfg["method"] == "loo":
-        return evaluations_bound(cfg, players)
-    return max(evaluations_bound(cfg, min(players, cfg["exact_max_players"]) or 1),
-               evaluations_bound(cfg, players))
+        return evaluations_bound(raw, players)
+    return max(evaluations_bound(raw, min(players, cfg["exact_max_players"]) or 1),
+               evaluations_bound(raw, players))
 
 
 def close_cost(arch: ArchSpec, method: Mapping[str, Any], players: int, shard_samples: int,

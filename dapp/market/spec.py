@@ -242,7 +242,7 @@ def parse_spec(data: bytes) -> JobSpec:
     # Every job shares one backend: the worst round this spec allows must close within the
     # declared budget (dapp/market/cost.py), checked now rather than discovered at close time.
     validated = aggregation.get("rule") == "validated"
-    cost = close_cost(arch, method, max_trainers, limits.max_shard_samples,
+    cost = close_cost(arch, contribution, max_trainers, limits.max_shard_samples,
                       public_shard=public is not None, validated=validated,
                       utility=(build_strategy(aggregation).to_dict()["utility"] if validated
                                else "correct"))

@@ -7,7 +7,8 @@ identical: the same inputs give the same output bytes on x86-64 and on RISC-V.
 Trainers' updates are made in integers: each honest trainer moves the global model part of the
 way toward a hidden teacher model (which labels the synthetic data), with a little noise; one
 attacker moves it the other way, scaled up. Two jobs run: one over GIO, one whose content is
-posted through inputs (so the inbox's reassembly and hashing run too).
+posted through inputs (so the inbox's reassembly and hashing run too), and one under the
+template's `validated` rule with a public shard, scored by stratified sampled Shapley.
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ def emit(lines: list[str], tag: str, res) -> None:
 
 
 def run(source: str, lines: list[str]) -> None:
+    """`source`: "gio" or "inputs" (the content source), or "validated": over GIO with the
+    template's rule, a public shard and stratified, truncated sampling with a zero band."""
+    validated = source == "validated"
     sim = MarketSim()
     if source == "inputs":
         sim.market = Market(None)
@@ -94,6 +98,14 @@ def run(source: str, lines: list[str]) -> None:
                             "max_samples": 10000, "weight_cap": 500},
             "validation": commitments, "max_trainers": 8,
             "limits": {"max_shard_samples": 1000}}
+    if validated:
+        x = ints(stream, (32, 1, 8, 8), one).astype(np.int32)
+        spec.update(content_source="gio", aggregation={"rule": "validated"},
+                    public_validation=sim.content.put(encode_dataset(
+                        x, predict(arch, teacher, x).astype(np.int32))),
+                    contribution={"method": "shapley", "exact_max_players": 2,
+                                  "permutations": 8, "sampling": "stratified",
+                                  "truncation": [1, 100], "zero_band": [1, 100]})
     spec_cid = sim.content.put(json.dumps(spec, sort_keys=True).encode())
 
     def post(cid: str) -> None:
@@ -142,7 +154,7 @@ def run(source: str, lines: list[str]) -> None:
 
 def main() -> None:
     lines: list[str] = []
-    for source in ("gio", "inputs"):
+    for source in ("gio", "inputs", "validated"):
         run(source, lines)
     lines.append(f"all {keccak(chr(10).join(lines).encode()).hex()}")
     sys.stdout.write("\n".join(lines) + "\n")
