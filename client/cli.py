@@ -510,11 +510,14 @@ def jobs(st: State) -> Any:
 
 @trainer.command("join")
 @click.option("--job", type=int, required=True)
+@click.option("--relay", "relay_url", default=None, metavar="URL",
+              help="sign the join (EIP-712) and hand it to this relayer, which pays the gas")
 @command
-def join(st: State, job: int) -> Any:
+def join(st: State, job: int, relay_url: str | None) -> Any:
     """Join a job (once)."""
     from client import trainer as tr
 
+    st.ctx.relay_url = relay_url
     res = tr.join(st.ctx, job)
     return res, lambda: console.print(f"joined job {job}")
 
@@ -532,9 +535,13 @@ def join(st: State, job: int) -> Any:
 @click.option("--poll", type=float, default=1.0, show_default=True, help="seconds between checks")
 @click.option("--timeout", type=float, default=None, help="give up after this many seconds")
 @click.option("--seed", type=int, default=0, help="training seed")
+@click.option("--relay", "relay_url", default=None, metavar="URL",
+              help="sign commits and reveals (EIP-712) and hand them to this relayer "
+                   "(`tributary relay`), which posts them in batches and pays the gas")
 @command
 def run(st: State, job: int, data_path: str, rounds: int | None, dp_clip: float | None,
-        dp_noise: float | None, dp_delta: float, poll: float, timeout: float | None, seed: int) -> Any:
+        dp_noise: float | None, dp_delta: float, poll: float, timeout: float | None, seed: int,
+        relay_url: str | None) -> Any:
     """Follow a job: each round fetch the global model, train on your data, quantize, store
     the model and data card, commit, then reveal in the reveal window; until the job ends.
 
@@ -545,6 +552,7 @@ def run(st: State, job: int, data_path: str, rounds: int | None, dp_clip: float 
     from client.training import DPConfig
     from dapp.ml.arch import ArchSpec
 
+    st.ctx.relay_url = relay_url
     info = tr.job_info(st.ctx, job)
     if info["status"] != "open":  # a rerun after the end: say what this account got from it
         revealed = tr.revealed_rounds(st.ctx, job)

@@ -232,6 +232,7 @@ class Context:
         self._node: Any = None
         self._store: Any = None
         self._signer: Any = None
+        self.relay_url: str | None = None  # trainer messages go to this relayer when set
 
     @property
     def chain(self) -> Any:

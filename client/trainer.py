@@ -102,6 +102,8 @@ def join(ctx: Context, job: int) -> dict[str, Any]:
     info = job_info(ctx, job)
     if ctx.signer.address.lower() in info["trainers"]:
         return {"job": job, "joined": True, "already": True}
+    if ctx.relay_url:
+        return {"job": job, "joined": True, **_relayed(ctx, p.Join(job))}
     sent = ctx.chain.add_input(ctx.signer, p.Join(job).encode())
     return {"job": job, "joined": True, "reports": ctx.node.result(sent.index), "input": sent.index}
 
@@ -176,11 +178,49 @@ def _copy_someone(ctx: Context, job: int, r: int, info: dict[str, Any], arch: Ar
     return encode_model(start, arch)
 
 
+RELAY_WAIT_S = 180.0
+"""How long a trainer waits for its relayed message to show in the market's round state."""
+
+
+def _relayed(ctx: Context, call: p.Join | p.Commit | p.Reveal) -> dict[str, Any]:
+    """Sign `call` (EIP-712), hand it to the relayer and wait until the market shows it (the
+    job's trainers, or the round's commits or reveals): the relayer pays the gas and can delay
+    or drop a message, never forge or alter it."""
+    from client import relay
+
+    me = ctx.signer.address.lower()
+
+    def shown() -> bool:
+        if isinstance(call, p.Join):
+            return me in job_info(ctx, call.job_id)["trainers"]
+        rnd = ctx.node.inspect(f"job/{call.job_id}/round/{call.round}")
+        return me in rnd.get("commits" if isinstance(call, p.Commit) else "reveals", {})
+
+    framed = relay.sign(call, ctx.signer.private_key, int(ctx.chain.w3.eth.chain_id),
+                        ctx.chain.app)
+    answer = relay.submit(str(ctx.relay_url), framed)
+    deadline = time.monotonic() + RELAY_WAIT_S
+    while time.monotonic() < deadline:
+        if shown():
+            return {"input": f"relayed ({answer.get('queued', '?')} queued)", "reports": []}
+        time.sleep(1.0)
+    raise TrainerError(f"the relayer at {ctx.relay_url} took the {type(call).__name__.lower()} "
+                       f"but the market does not show it after {RELAY_WAIT_S:.0f} s: it may "
+                       f"not have posted it yet, or the market refused it (GET "
+                       f"{ctx.relay_url}/status lists its batch inputs; their reports say why). "
+                       f"Rerun without --relay to send it yourself.")
+
+
 def commit(ctx: Context, prep: Prepared) -> dict[str, Any]:
     t0 = time.perf_counter()
     c = p.commitment(ctx.signer.address.lower(), prep.job, prep.round, prep.model_cid,
                      prep.data_cid, prep.salt)
     save_round(ctx, prep.job, prep.round, commitment="0x" + c.hex())  # before sending
+    if ctx.relay_url:
+        done = _relayed(ctx, p.Commit(prep.job, prep.round, c))
+        save_round(ctx, prep.job, prep.round, committed=done["input"])
+        prep.timings["commit"] = time.perf_counter() - t0
+        return {"job": prep.job, "round": prep.round, "commitment": "0x" + c.hex(), **done}
     sent = ctx.chain.add_input(ctx.signer, p.Commit(prep.job, prep.round, c).encode())
     try:
         reports = ctx.node.result(sent.index)
@@ -204,6 +244,13 @@ def reveal(ctx: Context, prep: Prepared) -> dict[str, Any]:
     content_reachable(ctx, spec, [prep.model_cid, prep.data_cid])
     uploads = ([post_content(ctx, prep.model_cid).to_json(), post_content(ctx, prep.data_cid).to_json()]
                if uses_inputs(spec) else [])
+    if ctx.relay_url:
+        done = _relayed(ctx, p.Reveal(prep.job, prep.round, prep.model_cid, prep.data_cid,
+                                      prep.salt))
+        save_round(ctx, prep.job, prep.round, revealed=done["input"], reveal_accepted=True)
+        prep.timings["reveal"] = time.perf_counter() - t0
+        return {"job": prep.job, "round": prep.round, "model_cid": prep.model_cid,
+                "data_cid": prep.data_cid, "uploads": uploads, "accepted": True, **done}
     sent = ctx.chain.add_input(ctx.signer, p.Reveal(prep.job, prep.round, prep.model_cid,
                                                     prep.data_cid, prep.salt).encode())
     out: dict[str, Any] = {"job": prep.job, "round": prep.round, "input": sent.index,

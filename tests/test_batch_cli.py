@@ -80,3 +80,64 @@ def _up(url: str) -> bool:
     except requests.RequestException:
         time.sleep(0.2)
         return False
+
+
+def test_a_trainer_without_ether_plays_a_round_through_the_relay(net: Net, tmp_path) -> None:  # noqa: F811
+    """`trainer join --relay` and `trainer run --relay`: an account that holds no ether joins,
+    commits and reveals; the relayer posts its signed messages in batches and pays the gas."""
+    import subprocess
+
+    import numpy as np
+    from eth_account import Account
+
+    from client.data import demo_split
+
+    owner = DEV_ACCOUNTS[1]
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(net.run("owner", "spec-template")))
+    split = demo_split(1)
+    np.savez(tmp_path / "shard0.npz", x=split.shards[0][0], y=split.shards[0][1])
+    job = net.run("owner", "create-job", "--spec", str(spec_path), "--shard",
+                  str(tmp_path / "shard0.npz"), "--reward", "1eth", key=owner.private_key)["job"]
+    x, y = split.parts["alice"]
+    np.savez(tmp_path / "alice.npz", x=x, y=y)
+    poor = Account.create()
+    w3 = connect(Deployment.load(net.dep).rpc_url)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    relay = net.popen("relay", "--every", "1", "--port", str(port), key=RELAYER.private_key)
+    url = f"http://127.0.0.1:{port}"
+    runner = None
+    try:
+        _wait(lambda: _up(url), 60, "the relayer")
+        key = "0x" + poor.key.hex().removeprefix("0x")
+        joined = net.run("trainer", "join", "--job", str(job), "--relay", url, key=key)
+        assert joined["joined"]
+        runner = net.popen("trainer", "run", "--job", str(job), "--data",
+                           str(tmp_path / "alice.npz"), "--rounds", "1", "--poll", "0.2",
+                           "--timeout", "300", "--relay", url, key=key)
+        from client.node_api import NodeClient
+
+        node = NodeClient(net.node_url, json.loads(net.dep.read_text())["application"])
+        _wait(lambda: node.inspect(f"job/{job}")["rounds"][0]["commits"] == 1, 180, "the commit")
+        net.run("dev", "advance-time", "3600")
+        _wait(lambda: node.inspect(f"job/{job}")["rounds"][0]["reveals"] == 1, 180, "the reveal")
+        net.run("owner", "reveal-validation", "--job", str(job), key=owner.private_key)
+        net.run("dev", "advance-time", "3600")
+        net.run("close-round", "--job", str(job), key=owner.private_key)
+        out, err = runner.communicate(timeout=120)
+        assert runner.returncode == 0, err
+        assert json.loads(out)["rounds_revealed"] == 1
+        rnd = node.inspect(f"job/{job}/round/0")
+        assert poor.address.lower() in rnd["reveals"]
+        assert w3.eth.get_transaction_count(poor.address) == 0      # it never paid gas
+        assert w3.eth.get_balance(poor.address) == 0
+    finally:
+        for proc in (runner, relay):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
