@@ -50,9 +50,9 @@ def post(url: str, body: bytes, timeout: float = 300) -> tuple[float, bytes]:
     return time.perf_counter() - t0, data
 
 
-def calls(n: int, limit: int) -> bytes:
-    return json.dumps([{"jsonrpc": "2.0", "id": i, "method": "cartesi_listOutputs", "params": {"limit": limit}}
-                       for i in range(n)]).encode()
+def calls(n: int, limit: int, app: str) -> bytes:
+    return json.dumps([{"jsonrpc": "2.0", "id": i, "method": "cartesi_listOutputs",
+                        "params": {"application": app, "limit": limit}} for i in range(n)]).encode()
 
 
 def main() -> None:
@@ -100,9 +100,10 @@ def main() -> None:
                 return row
 
             base = measure("baseline_page_of_50", json.dumps(
-                {"jsonrpc": "2.0", "id": 1, "method": "cartesi_listOutputs", "params": {"limit": 50}}).encode())
-            attack = measure("batch_1000_x_limit_10000", calls(1000, 10_000))
-            measure("batch_100_x_limit_100", calls(100, 100))
+                {"jsonrpc": "2.0", "id": 1, "method": "cartesi_listOutputs",
+                 "params": {"application": dep.application, "limit": 50}}).encode())
+            attack = measure("batch_1000_x_limit_10000", calls(1000, 10_000, dep.application))
+            measure("batch_100_x_limit_100", calls(100, 100, dep.application))
             deep = measure("deep_json_200kb", b"[" * 200_000)
             results["node_alive_after"] = node.poll() is None
             results["rss_before_mib"] = round(rss0, 1)

@@ -18,6 +18,10 @@ from eth_abi import decode as abi_decode
 
 from dapp.market import protocol as p
 
+OUTPUT_SELECTORS = {"notice": "0xc258d6e5", "voucher": "0x237a816f", "delegatecallvoucher": "0x10321e8b"}
+_NO_APP = ("cartesi_listApplications", "cartesi_getChainId", "cartesi_getNodeVersion", "rpc.discover")
+
+
 class NodeError(Exception):
     """The node answered with an error, or something that is not what the API promises."""
 
@@ -91,10 +95,20 @@ class NodeClient:
 
     # ---- transport -----------------------------------------------------------------------
 
+    def application(self) -> str:
+        """The application this client reads: the one it was given, else the node's only one
+        (the official API requires `application` on every per-application method)."""
+        if not self.app:
+            apps = self.rpc("cartesi_listApplications", {"limit": 1})["data"]
+            if not apps:
+                raise NodeError(f"the node at {self.url} serves no application")
+            self.app = str(apps[0]["iapplication_address"])
+        return self.app
+
     def rpc(self, method: str, params: dict[str, Any] | None = None) -> Any:
         body = {"jsonrpc": "2.0", "id": 1, "method": method, "params": dict(params or {})}
-        if self.app:
-            body["params"]["application"] = self.app
+        if method not in _NO_APP:
+            body["params"]["application"] = self.application()
         try:
             r = self._session.post(self.url + "/rpc", json=body, timeout=self.timeout)
         except requests.ConnectionError:
@@ -122,7 +136,7 @@ class NodeClient:
                 return
 
     def inspect_raw(self, path: str) -> dict[str, Any]:
-        target = self.app or "tributary"
+        target = self.application()
         try:
             r = self._session.post(f"{self.url}/inspect/{target}", data=path.encode(),
                                    timeout=self.timeout)
@@ -135,9 +149,9 @@ class NodeClient:
     def inspect(self, path: str) -> Any:
         """The market's answer to an inspect path (jobs, job/<id>, balance/<addr>, ...)."""
         ans = self.inspect_raw(path)
-        reports = [bytes.fromhex(rep["payload"][2:]) for rep in ans.get("reports", [])]
+        reports = [bytes.fromhex(rep["payload"][2:]) for rep in ans.get("reports") or []]  # null: none
         if ans.get("status") != "Accepted":
-            reason = reports[0].decode("utf-8", "replace") if reports else ans.get("status")
+            reason = reports[0].decode("utf-8", "replace") if reports else ans.get("exception") or ans.get("status")
             raise NodeError(f"inspect {path!r} refused: {reason}")
         if not reports:
             raise NodeError(f"inspect {path!r} gave no report")
@@ -180,6 +194,11 @@ class NodeClient:
     # ---- outputs -------------------------------------------------------------------------
 
     def outputs(self, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Outputs; `output_type` may be a kind's name (notice, voucher, delegatecallvoucher),
+        sent as the function selector the API takes."""
+        kind = filters.get("output_type")
+        if isinstance(kind, str) and kind.lower() in OUTPUT_SELECTORS:
+            filters["output_type"] = OUTPUT_SELECTORS[kind.lower()]
         return self._paged("cartesi_listOutputs", filters)
 
     def notices(self, type_: str | None = None, job: int | None = None) -> list[Notice]:

@@ -206,7 +206,7 @@ def _line(name: str, value: str) -> None:
     click.echo(f"{name:<29}{value}")
 
 
-def print_market(net: Devnet, node: Any, content: str, client_env: dict[str, str]) -> None:
+def print_market(net: Devnet, node: Any, content: str, client_env: dict[str, str], gateway: Any = None) -> None:
     """What a user needs to talk to the market: endpoints, contracts, funded accounts.
 
     The first line is `anvil <url> ...`, and `keys ... PUBLIC TEST KEYS` follows the
@@ -216,8 +216,10 @@ def print_market(net: Devnet, node: Any, content: str, client_env: dict[str, str
     dep = net.deployment
     _line("anvil", f"{net.anvil.url} (chain id {dep.chain_id})" + (" [resumed]" if net.reused else ""))
     if node is not None:
-        _line("node API", f"{node.api_url} (JSON-RPC /rpc, inspect /inspect/tributary, /health)")
+        _line("node API", f"{node.api_url} (JSON-RPC /rpc, inspect /inspect/{node.app_name}, /health)")
         _line("rollup API", f"{node.rollup_url} (the backend's; node state in {net.node_dir.resolve()})")
+        if gateway is not None:
+            _line("cartesi-run endpoint", f"{gateway.url}: /anvil, /rpc, /inspect/{node.app_name}")
     else:
         _line("node", "not started (--no-node)")
     if content:
@@ -247,7 +249,8 @@ def print_market(net: Devnet, node: Any, content: str, client_env: dict[str, str
 def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_time: float | None,
                backend: str | None, no_node: bool, http_port: int | None, api_port: int | None,
                content_store: Path | None, ipfs: bool, ipfs_api: str | None, ipfs_port: int,
-               ipfs_repo: Path, stop: threading.Event) -> None:
+               ipfs_repo: Path, stop: threading.Event, app_name: str | None = None,
+               gateway_port: int = 0) -> None:
     """Bring up (IPFS daemon,) chain and node; serve until `stop` is set; tear down in reverse.
 
     Everything started here is stopped in `finally`, whatever happened; the children also die
@@ -262,6 +265,7 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
     daemon = None
     net: Devnet | None = None
     node: Node | None = None
+    gateway: Any = None
     client_env: dict[str, str] = dict(client_env_home)
     try:
         if ipfs:
@@ -300,14 +304,22 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
                             rpc_url=net.anvil.url, claimer_key=DEV_ACCOUNTS[0].private_key,
                             resolver=_resolver(content_store, ipfs_api),
                             http_port=DEFAULT_HTTP_PORT if http_port is None else http_port,
-                            api_port=DEFAULT_API_PORT if api_port is None else api_port).start()
+                            api_port=DEFAULT_API_PORT if api_port is None else api_port,
+                            app_name=app_name).start()
             except (NodeError, OSError) as exc:
                 raise click.ClickException(f"the node could not start: {exc}") from exc
             # Where the node reads content, so the client can check it before paying.
             store = (f"ipfs:{api}" if ipfs_api else
                      str(content_store.resolve()) if content_store is not None else "none")
             node_file.write_text(json.dumps({"node_url": node.api_url, "store": store}) + "\n")
-        print_market(net, node, content, client_env)
+            if gateway_port:
+                from rollup.gateway import Gateway
+
+                try:  # a convenience: a busy port is reported, not fatal
+                    gateway = Gateway(node.api_url, net.anvil.url, port=gateway_port).start()
+                except OSError as exc:
+                    click.echo(f"the cartesi-run endpoint could not listen on {gateway_port}: {exc}", err=True)
+        print_market(net, node, content, client_env, gateway)
         while not stop.is_set():
             if node is not None and node.error is not None:
                 raise click.ClickException(f"the node stopped: {node.error}")
@@ -315,6 +327,8 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
                 raise click.ClickException(f"the IPFS daemon exited: {daemon.log_tail(500)}")
             stop.wait(0.2)
     finally:
+        if gateway is not None:
+            gateway.stop()
         if node is not None:
             node.stop()
             with contextlib.suppress(OSError):
@@ -324,6 +338,16 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
         if daemon is not None:
             daemon.stop()
         log.info("local market stopped")
+
+
+def _app_name(flag: str | None) -> str | None:
+    """The app's name: the flag, else `name` in ./cartesi.toml (None: the node's default)."""
+    from rollup.gateway import GatewayError, app_name, app_name_from_toml
+
+    try:
+        return app_name(flag) if flag else app_name_from_toml()
+    except GatewayError as exc:
+        raise click.BadParameter(str(exc), param_hint="--app-name") from exc
 
 
 @click.command("devnet")
@@ -348,10 +372,15 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
               help="API port of the bundled daemon (--ipfs)")
 @click.option("--ipfs-repo", default=None, type=click.Path(file_okay=False, path_type=Path),
               help="repo of the bundled daemon (--ipfs)  [default: <home>/ipfs]")
+@click.option("--app-name", default=None,
+              help="the application's name (/inspect/<name>, JSON-RPC)  [default: `name` in ./cartesi.toml, "
+                   "else tributary]")
+@click.option("--gateway-port", default=6751, show_default=True, type=click.IntRange(0, 65535),
+              help="one port serving /anvil, /rpc and /inspect/<app>, as `cartesi run` does (0: none)")
 def devnet_command(port: int, epoch_length: int, state_dir: Path | None, block_time: float | None,
                    backend: str | None, no_node: bool, http_port: int | None, api_port: int | None,
                    content_store: Path | None, ipfs: bool, ipfs_api: str | None, ipfs_port: int,
-                   ipfs_repo: Path | None) -> None:
+                   ipfs_repo: Path | None, app_name: str | None, gateway_port: int) -> None:
     """A working local market in one command: chain (anvil with the Cartesi v2.2.0 contracts and
     an Application), the node running the market's backend, and a content store (embedded in
     .run/content, or IPFS with --ipfs). Prints the endpoints and the funded dev accounts;
@@ -370,7 +399,8 @@ def devnet_command(port: int, epoch_length: int, state_dir: Path | None, block_t
         run_market(port=port or None, epoch_length=epoch_length, state_dir=state_dir, block_time=block_time,
                    backend=backend, no_node=no_node, http_port=http_port, api_port=api_port,
                    content_store=None if no_node else content_store, ipfs=ipfs and not no_node,
-                   ipfs_api=None if no_node else ipfs_api, ipfs_port=ipfs_port, ipfs_repo=ipfs_repo, stop=stop)
+                   ipfs_api=None if no_node else ipfs_api, ipfs_port=ipfs_port, ipfs_repo=ipfs_repo, stop=stop,
+                   app_name=_app_name(app_name), gateway_port=gateway_port)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

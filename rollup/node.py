@@ -564,7 +564,7 @@ import click  # noqa: E402  (kept below the library part: importing the node nee
 @click.option("--replay-on-reject", is_flag=True,
               help="restart and replay the backend after every rejected input (exact machine rollback)")
 @click.option("--app-name", default=None, help="the application's name in /inspect/<name> and the JSON-RPC "
-              "(default: the deployment's name, else ./cartesi.toml's name or directory, else tributary)")
+              "(default: `name` in ./cartesi.toml, else the deployment's name, else tributary)")
 @click.option("--gateway", "gateway", is_flag=True,
               help="also serve /anvil, /rpc and /inspect/<app> on one port, as `cartesi run` does")
 @click.option("--gateway-port", default=None, type=int,
@@ -576,13 +576,14 @@ def node_command(deployment_path: str, backend: str, rpc_url: str | None, state_
     """Run the host-mode node for one application; the key comes from $CARTESI_AUTH_PRIVATE_KEY or
     $TRIBUTARY_CLAIMER_KEY (default: anvil's public account 0). The official node's CARTESI_*
     settings that the two share are read too (rollup.gateway.node_settings_from_env)."""
-    from rollup.gateway import (DEFAULT_GATEWAY_PORT, Gateway, GatewayError, app_name_from_toml,
-                                node_settings_from_env)
+    from rollup.gateway import DEFAULT_GATEWAY_PORT, Gateway, GatewayError, app_name_from_toml
+    from rollup.gateway import app_name as gateway_app_name
+    from rollup.gateway import node_settings_from_env
     from rollup.gio import resolver_from_args
 
     try:
         env = node_settings_from_env(load_deployment(deployment_path))
-        name = app_name or (app_name_from_toml() if "name" not in load_deployment(deployment_path) else None)
+        name = gateway_app_name(app_name) if app_name else app_name_from_toml()
     except (GatewayError, NodeError) as exc:
         raise click.ClickException(str(exc)) from exc
     if "log_level" in env:

@@ -41,6 +41,7 @@ MAX_JSON_DEPTH = 64  # no request of the rollup or node API nests deeper than ~5
 DRAIN_MAX = 8 * 1024 * 1024  # a refused body is read (and dropped) up to this many bytes ...
 DRAIN_SECONDS = 2.0  # ... for at most this long, so the client sees our answer, then we hang up
 REQUEST_TIMEOUT = 300.0  # seconds a connection may sit idle or trickle bytes before we drop it
+FINISH_WAIT = 30.0  # seconds an idle /finish waits for the next request before answering 202
 
 ACCEPTED = "ACCEPTED"
 REJECTED = "REJECTED"
@@ -125,9 +126,10 @@ class RollupMachine:
     the index of the next voucher or notice is that plus the outputs of the current input.
     """
 
-    def __init__(self, resolver: ContentResolver | None = None, finish_wait: float = 0.5) -> None:
+    def __init__(self, resolver: ContentResolver | None = None, finish_wait: float = FINISH_WAIT) -> None:
         self.resolver: ContentResolver = resolver or NullResolver()
         self.finish_wait = finish_wait
+        self._generation = 0  # bumped by reset(): a /finish waiting for an old backend gives up
         self.output_count = 0
         self._cond = threading.Condition()
         self._pending: MachineRequest | None = None
@@ -154,14 +156,17 @@ class RollupMachine:
             self._cond.notify_all()
 
     def reset(self) -> None:
-        """Forget any request in flight (a new backend process starts from scratch)."""
+        """Forget any request in flight (a new backend process starts from scratch); a /finish
+        still waiting for the old process answers 202, so it cannot take the new one's request."""
         with self._cond:
+            self._generation += 1
             for req in (self._pending, self._current):
                 if req is not None and not req.done.is_set():
                     req.status = DIED
                     req.done.set()
             self._pending = None
             self._current = None
+            self._cond.notify_all()
 
     # --- the backend's side (called from HTTP handler threads) --------------------------------
     def _complete(self, status: str, exception_payload: bytes | None = None) -> None:
@@ -177,12 +182,17 @@ class RollupMachine:
         self._cond.notify_all()
 
     def finish(self, accept: bool) -> MachineRequest | None:
+        """Complete the current request and wait for the next one, as Cartesi's server does (the
+        machine yields until there is one): a long poll, bounded by `finish_wait` seconds (kept
+        under the backends' HTTP timeouts, e.g. dapp.rollup_api's 60 s) after which it answers
+        None (HTTP 202, "call again")."""
         with self._cond:
             self._complete(ACCEPTED if accept else REJECTED)
+            generation = self._generation
             deadline = time.monotonic() + self.finish_wait
             while self._pending is None:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or self._generation != generation:
                     return None
                 self._cond.wait(left)
             self._current, self._pending = self._pending, None

@@ -115,6 +115,7 @@ class OutputRecord:
     raw: bytes
     hash: bytes
     execution_tx: str | None = None
+    block_timestamp: int = 0  # of its input: the JSON-RPC's created_at (rollup.rpc)
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class ReportRecord:
     input_index: int
     epoch: int
     payload: bytes
+    block_timestamp: int = 0  # of its input: the JSON-RPC's created_at (rollup.rpc)
 
 
 @dataclass(frozen=True)
@@ -134,10 +136,20 @@ class EpochRecord:
     root: bytes | None
     output_count: int | None
     claim_tx: str | None
+    first_input: int | None = None  # its inputs are [first_input, first_input + input_count)
+    input_count: int = 0
+    block_timestamp: int = 0  # of its first input: the JSON-RPC's created_at (rollup.rpc)
 
 
 _OUTPUT_SELECT = ("SELECT idx, input_index, epoch, raw, hash,"
-                  " (SELECT tx_hash FROM executions WHERE output_index=outputs.idx) FROM outputs")
+                  " (SELECT tx_hash FROM executions WHERE output_index=outputs.idx),"
+                  " COALESCE((SELECT block_timestamp FROM inputs WHERE idx=outputs.input_index), 0) FROM outputs")
+_EPOCH_SELECT = ("SELECT idx, first_block, last_block, status, root, output_count, claim_tx,"
+                 " (SELECT MIN(idx) FROM inputs WHERE epoch=epochs.idx),"
+                 " (SELECT COUNT(*) FROM inputs WHERE epoch=epochs.idx),"
+                 " COALESCE((SELECT MIN(block_timestamp) FROM inputs WHERE epoch=epochs.idx), 0) FROM epochs")
+_REPORT_SELECT = ("SELECT idx, input_index, epoch, payload,"
+                  " COALESCE((SELECT block_timestamp FROM inputs WHERE idx=reports.input_index), 0) FROM reports")
 _INPUT_COLS = (
     "idx, epoch, block_number, block_timestamp, chain_id, app_contract, msg_sender, prev_randao,"
     " payload, raw, tx_hash, status, exception_payload, output_base"
@@ -150,12 +162,16 @@ def _input(row: tuple) -> InputRecord:
 
 
 def _output(row: tuple) -> OutputRecord:
-    return OutputRecord(row[0], row[1], row[2], bytes(row[3]), bytes(row[4]), row[5])
+    return OutputRecord(row[0], row[1], row[2], bytes(row[3]), bytes(row[4]), row[5], row[6])
 
 
 def _epoch(row: tuple) -> EpochRecord:
     return EpochRecord(row[0], row[1], row[2], row[3], None if row[4] is None else bytes(row[4]),
-                       row[5], row[6])
+                       row[5], row[6], row[7], row[8], row[9])
+
+
+def _order(descending: bool) -> str:
+    return "DESC" if descending else "ASC"
 
 
 class Store:
@@ -264,7 +280,7 @@ class Store:
         return self.get_input(self.processed_count)
 
     def list_inputs(self, epoch: int | None = None, limit: int = 50, offset: int = 0,
-                    sender: str | None = None) -> tuple[list[InputRecord], int]:
+                    sender: str | None = None, descending: bool = False) -> tuple[list[InputRecord], int]:
         conds, args = [], []
         if epoch is not None:
             conds.append("epoch=?")
@@ -275,7 +291,7 @@ class Store:
         where = ("WHERE " + " AND ".join(conds)) if conds else ""
         total = self.db.execute(f"SELECT COUNT(*) FROM inputs {where}", args).fetchone()[0]
         rows = self.db.execute(
-            f"SELECT {_INPUT_COLS} FROM inputs {where} ORDER BY idx LIMIT ? OFFSET ?",
+            f"SELECT {_INPUT_COLS} FROM inputs {where} ORDER BY idx {_order(descending)} LIMIT ? OFFSET ?",
             args + [limit, offset],
         ).fetchall()
         return [_input(r) for r in rows], total
@@ -343,12 +359,12 @@ class Store:
         return None if row is None else _output(row)
 
     def list_outputs(self, where: str = "", args: list | None = None, limit: int = 50,
-                     offset: int = 0) -> tuple[list[OutputRecord], int]:
+                     offset: int = 0, descending: bool = False) -> tuple[list[OutputRecord], int]:
         args = list(args or [])
         clause = f"WHERE {where}" if where else ""
         total = self.db.execute(f"SELECT COUNT(*) FROM outputs {clause}", args).fetchone()[0]
         rows = self.db.execute(
-            f"{_OUTPUT_SELECT} {clause} ORDER BY idx LIMIT ? OFFSET ?",
+            f"{_OUTPUT_SELECT} {clause} ORDER BY idx {_order(descending)} LIMIT ? OFFSET ?",
             args + [limit, offset],
         ).fetchall()
         return [_output(r) for r in rows], total
@@ -366,7 +382,8 @@ class Store:
         return int(self.get_meta("executions_scanned_block", "-1"))
 
     def list_reports(self, epoch: int | None = None, input_index: int | None = None,
-                     limit: int = 50, offset: int = 0) -> tuple[list[ReportRecord], int]:
+                     limit: int = 50, offset: int = 0, descending: bool = False
+                     ) -> tuple[list[ReportRecord], int]:
         conds, args = [], []
         if epoch is not None:
             conds.append("epoch=?")
@@ -377,29 +394,33 @@ class Store:
         clause = ("WHERE " + " AND ".join(conds)) if conds else ""
         total = self.db.execute(f"SELECT COUNT(*) FROM reports {clause}", args).fetchone()[0]
         rows = self.db.execute(
-            f"SELECT idx, input_index, epoch, payload FROM reports {clause} ORDER BY idx LIMIT ? OFFSET ?",
+            f"{_REPORT_SELECT} {clause} ORDER BY idx {_order(descending)} LIMIT ? OFFSET ?",
             args + [limit, offset],
         ).fetchall()
-        return [ReportRecord(r[0], r[1], r[2], bytes(r[3])) for r in rows], total
+        return [ReportRecord(r[0], r[1], r[2], bytes(r[3]), r[4]) for r in rows], total
+
+    def get_report(self, index: int) -> ReportRecord | None:
+        r = self.db.execute(f"{_REPORT_SELECT} WHERE idx=?", (index,)).fetchone()
+        return None if r is None else ReportRecord(r[0], r[1], r[2], bytes(r[3]), r[4])
 
     # --- epochs -----------------------------------------------------------------------------
-    def list_epochs(self, status: str | None = None, limit: int = -1, offset: int = 0
-                    ) -> tuple[list[EpochRecord], int]:
+    def list_epochs(self, status: str | None = None, limit: int = -1, offset: int = 0,
+                    descending: bool = False) -> tuple[list[EpochRecord], int]:
         where, args = ("WHERE status=?", [status]) if status else ("", [])
         total = self.db.execute(f"SELECT COUNT(*) FROM epochs {where}", args).fetchone()[0]
         rows = self.db.execute(
-            f"SELECT idx, first_block, last_block, status, root, output_count, claim_tx FROM epochs"
-            f" {where} ORDER BY idx LIMIT ? OFFSET ?",
+            f"{_EPOCH_SELECT} {where} ORDER BY idx {_order(descending)} LIMIT ? OFFSET ?",
             args + [limit, offset],
         ).fetchall()
         return [_epoch(r) for r in rows], total
 
     def get_epoch(self, index: int) -> EpochRecord | None:
-        row = self.db.execute(
-            "SELECT idx, first_block, last_block, status, root, output_count, claim_tx FROM epochs WHERE idx=?",
-            (index,),
-        ).fetchone()
+        row = self.db.execute(f"{_EPOCH_SELECT} WHERE idx=?", (index,)).fetchone()
         return None if row is None else _epoch(row)
+
+    def last_accepted_epoch(self) -> int | None:
+        row = self.db.execute("SELECT MAX(idx) FROM epochs WHERE status=?", (EPOCH_CLAIM_ACCEPTED,)).fetchone()
+        return row[0]
 
     def last_input_of_epoch(self, epoch: int) -> int | None:
         row = self.db.execute("SELECT MAX(idx) FROM inputs WHERE epoch=?", (epoch,)).fetchone()

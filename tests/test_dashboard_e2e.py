@@ -393,7 +393,7 @@ def market_claims(market: Market) -> dict[int, str]:
     from rollup.chain import contract
 
     app = market.base.node.rpc("cartesi_getApplication", {})["data"]
-    auth = contract(market.base.chain.w3, "Authority", app["consensus_address"])
+    auth = contract(market.base.chain.w3, "Authority", app["iconsensus_address"])
     length = int(app["epoch_length"], 16)
     out = {}
     for ev in auth.events.ClaimAccepted().get_logs(

@@ -257,10 +257,10 @@ class LiveFeed(Feed):
         self._inspect_cache: dict[str, tuple[str, Any]] = {}
         app = node.rpc("cartesi_getApplication", {})["data"] if node.app else \
             node.rpc("cartesi_listApplications", {"limit": 1})["data"][0]
-        self.app = str(app["application_address"]).lower()
+        self.app = str(app["iapplication_address"]).lower()
         if not node.app:
             node.app = self.app
-        self.authority = str(app.get("consensus_address") or "").lower() or None
+        self.authority = str(app.get("iconsensus_address") or "").lower() or None
         self.epoch_length = max(1, _int(app.get("epoch_length", "0x1")))
         self.chain_id = _int(node.rpc("cartesi_getChainId")["data"])
 
