@@ -250,7 +250,7 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
                backend: str | None, no_node: bool, http_port: int | None, api_port: int | None,
                content_store: Path | None, ipfs: bool, ipfs_api: str | None, ipfs_port: int,
                ipfs_repo: Path, stop: threading.Event, app_name: str | None = None,
-               gateway_port: int = 0) -> None:
+               gateway_port: int = 0, dashboard_port: int = 0) -> None:
     """Bring up (IPFS daemon,) chain and node; serve until `stop` is set; tear down in reverse.
 
     Everything started here is stopped in `finally`, whatever happened; the children also die
@@ -266,6 +266,7 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
     net: Devnet | None = None
     node: Node | None = None
     gateway: Any = None
+    dashboard: Any = None
     client_env: dict[str, str] = dict(client_env_home)
     try:
         if ipfs:
@@ -319,7 +320,11 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
                     gateway = Gateway(node.api_url, net.anvil.url, port=gateway_port).start()
                 except OSError as exc:
                     click.echo(f"the cartesi-run endpoint could not listen on {gateway_port}: {exc}", err=True)
+            if dashboard_port:
+                dashboard = _start_dashboard(node, net, store, dashboard_port)
         print_market(net, node, content, client_env, gateway)
+        if dashboard is not None:
+            _line("dashboard", f"{dashboard.url} (jobs, rounds, payouts traced to the chain)")
         while not stop.is_set():
             if node is not None and node.error is not None:
                 raise click.ClickException(f"the node stopped: {node.error}")
@@ -327,6 +332,8 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
                 raise click.ClickException(f"the IPFS daemon exited: {daemon.log_tail(500)}")
             stop.wait(0.2)
     finally:
+        if dashboard is not None:
+            dashboard.stop()
         if gateway is not None:
             gateway.stop()
         if node is not None:
@@ -338,6 +345,22 @@ def run_market(*, port: int | None, epoch_length: int, state_dir: Path, block_ti
         if daemon is not None:
             daemon.stop()
         log.info("local market stopped")
+
+
+def _start_dashboard(node: Any, net: Devnet, store: str, port: int) -> Any:
+    """The read-only dashboard (client/dashboard) on `port`, fed by this market's node, chain and
+    content store; a convenience like the gateway: a busy port is reported, not fatal."""
+    from client.dashboard.data import make_views
+    from client.dashboard.server import DashboardServer
+    from client.storage import open_store
+
+    try:
+        views = make_views(node.api_url, net.deployment.application, net.anvil.url,
+                           None if store == "none" else open_store(store))
+        return DashboardServer(views, "127.0.0.1", port).start()
+    except OSError as exc:
+        click.echo(f"the dashboard could not listen on {port}: {exc}", err=True)
+        return None
 
 
 def _app_name(flag: str | None) -> str | None:
@@ -377,10 +400,13 @@ def _app_name(flag: str | None) -> str | None:
                    "else tributary]")
 @click.option("--gateway-port", default=6751, show_default=True, type=click.IntRange(0, 65535),
               help="one port serving /anvil, /rpc and /inspect/<app>, as `cartesi run` does (0: none)")
+@click.option("--dashboard-port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="serve the dashboard (`tributary dashboard`) on this port (0: none)")
 def devnet_command(port: int, epoch_length: int, state_dir: Path | None, block_time: float | None,
                    backend: str | None, no_node: bool, http_port: int | None, api_port: int | None,
                    content_store: Path | None, ipfs: bool, ipfs_api: str | None, ipfs_port: int,
-                   ipfs_repo: Path | None, app_name: str | None, gateway_port: int) -> None:
+                   ipfs_repo: Path | None, app_name: str | None, gateway_port: int,
+                   dashboard_port: int) -> None:
     """A working local market in one command: chain (anvil with the Cartesi v2.2.0 contracts and
     an Application), the node running the market's backend, and a content store (embedded in
     .run/content, or IPFS with --ipfs). Prints the endpoints and the funded dev accounts;
@@ -400,7 +426,8 @@ def devnet_command(port: int, epoch_length: int, state_dir: Path | None, block_t
                    backend=backend, no_node=no_node, http_port=http_port, api_port=api_port,
                    content_store=None if no_node else content_store, ipfs=ipfs and not no_node,
                    ipfs_api=None if no_node else ipfs_api, ipfs_port=ipfs_port, ipfs_repo=ipfs_repo, stop=stop,
-                   app_name=_app_name(app_name), gateway_port=gateway_port)
+                   app_name=_app_name(app_name), gateway_port=gateway_port,
+                   dashboard_port=0 if no_node else dashboard_port)
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)

@@ -15,9 +15,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -146,9 +148,13 @@ def open_job(env: dict[str, str], tmp: Path) -> dict:
 def test_dev_up_is_a_working_market_and_ctrl_c_stops_everything(tmp_path: Path, markets: list[Market]) -> None:
     home = tmp_path / "home"
     env = clean_env(TRIBUTARY_HOME=str(home))
-    m = dev_up(markets, tmp_path, "first", env=env)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dash_port = sock.getsockname()[1]
+    m = dev_up(markets, tmp_path, "first", "--dashboard-port", str(dash_port), env=env)
     out = m.wait_ready()
-    for what in ("anvil", "node API", "content", "Application", "deployment", "PUBLIC TEST KEYS"):
+    for what in ("anvil", "node API", "content", "Application", "deployment", "PUBLIC TEST KEYS",
+                 f"http://127.0.0.1:{dash_port}"):
         assert what in out
     assert str(home / "content") in out
     for acc in DEV_ACCOUNTS[1:]:  # funded accounts, with their keys
@@ -160,6 +166,9 @@ def test_dev_up_is_a_working_market_and_ctrl_c_stops_everything(tmp_path: Path, 
     assert user["TRIBUTARY_PRIVATE_KEY"] == DEV_ACCOUNTS[1].private_key
     created = open_job(user, tmp_path)
     assert created["job"] == 1 and created["rounds"] == 2
+    # the market's dashboard reads the same node: the job is there
+    with urllib.request.urlopen(f"http://127.0.0.1:{dash_port}/api/jobs", timeout=30) as resp:
+        assert [j["job"] for j in json.loads(resp.read())["jobs"]] == [1]
     assert m.stop() == 0
 
     # a second run resumes the same chain and node (replaying the recorded GIO answers)
