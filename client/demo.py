@@ -171,22 +171,47 @@ def start_network(state: Path, procs: Processes, store_arg: list[str]) -> tuple[
     return dep_path, node_url
 
 
-def _table(notice: dict[str, Any], names: dict[str, Actor], refusals: dict[str, str]) -> Table:
+def _table(notice: dict[str, Any], names: dict[str, Actor], refusals: dict[str, str],
+           unit: tuple[str, int] = ("correct predictions", 1)) -> Table:
+    """One round's table; `unit`: what a contribution counts, and the divisor that shows it in
+    that unit (2**scale_bits for a fixed-point margin)."""
+    unit_text, per_unit = unit
     acc = notice.get("accuracy")
     acc_s = f"{acc['correct']}/{acc['total']} = {acc['correct'] / acc['total']:.1%}" if acc else "n/a"
     t = Table(title=f"round {notice['round']}: accuracy on the validation shard {acc_s}; paid "
-                    f"{int(notice['paid']) / ETHER:.6f} ETH, carried {int(notice['carried']) / ETHER:.6f} ETH")
+                    f"{int(notice['paid']) / ETHER:.6f} ETH, carried {int(notice['carried']) / ETHER:.6f} ETH",
+              caption=f"contribution: each trainer's Shapley value for the job's utility on the "
+                      f"{notice.get('scoring', 'validation')} shards, in {unit_text}; the round's budget "
+                      f"is split pro rata over the positive ones")
     for col, just in (("trainer", "left"), ("role", "left"), ("verdict", "left"),
-                      ("contribution", "right"), ("reward (ETH)", "right"), ("why", "left")):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+                      ("contribution", "right"), ("reward (ETH)", "right")):
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    t.add_column("why", justify="left", overflow="fold", ratio=1)
     for tr in notice["trainers"]:
         actor = names.get(tr["address"])
-        why = tr.get("reason") or refusals.get(tr["address"], "")
+        why = tr.get("reason") or refusals.get(tr["address"], "") or tr.get("note") or ""
+        if tr["verdict"] == "accepted" and not int(tr.get("reward", 0)):
+            why = (why + "; " if why else "") + "contribution not positive: paid nothing this round"
+        contrib = tr.get("contribution")
+        if contrib:
+            n, _, d = contrib.partition("/")
+            contrib = f"{int(n)}/{int(d or 1) * per_unit}"
         style = {"accepted": "green", "rejected": "red"}.get(tr["verdict"], "yellow")
-        t.add_row(actor.name if actor else tr["address"][:10], actor.role if actor else "?",
-                  f"[{style}]{tr['verdict']}[/]", fmt_frac(tr.get("contribution")),
-                  f"{int(tr.get('reward', 0)) / ETHER:.6f}", why[:58])
+        t.add_row(actor.name if actor else tr["address"], actor.role if actor else "?",
+                  f"[{style}]{tr['verdict']}[/]", fmt_frac(contrib),
+                  f"{int(tr.get('reward', 0)) / ETHER:.6f}", why)
     return t
+
+
+def _utility_unit(spec: dict[str, Any]) -> tuple[str, int]:
+    """What a contribution counts, in words, and the divisor that shows it in that unit."""
+    agg, con = spec.get("aggregation", {}), spec.get("contribution", {})
+    utility = agg.get("utility") if agg.get("rule") == "validated" else con.get("utility")
+    if (utility or "correct") == "margin":
+        bits = int(spec.get("arch", {}).get("scale_bits", 16))
+        return ("logits of margin (the true class's logit minus the best other, clipped, summed "
+                "over the samples)", 1 << bits)
+    return "correct predictions", 1
 
 
 def run_demo(state: Path, rounds: int = 5, store: str | None = None,
@@ -273,7 +298,7 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
                 closed = tr.close_round(octx, job.job, r)
             notice = closed["notice"]
             round_times.append(time.monotonic() - t0)
-            console.print(_table(notice, names, refusals))
+            console.print(_table(notice, names, refusals, _utility_unit(spec_json)))
             for t in notice["trainers"]:
                 promised[t["address"]] = promised.get(t["address"], 0) + int(t.get("reward", 0))
             if "job_finished" in notice:
@@ -290,14 +315,22 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
         for n in notes:
             noticed[n.data["account"]] = noticed.get(n.data["account"], 0) + int(n.data["amount"])
         before = {addr: base.chain.balance(addr) for addr in promised}
+        console.print(f"{len(notes)} withdrawal vouchers emitted; mining past the epoch's end so "
+                      f"the node claims it on the Authority...")
         with console.status("waiting for the node to claim the epoch..."):
             base.chain.mine(EPOCH_LENGTH + 1)
             vs = _wait(lambda: (lambda v: v if v and all(x.proof_ready for x in v) else None)(
                 base.node.vouchers()), 120, "voucher proofs (the epoch's claim)", procs)
+        console.print(f"epoch claimed: {len(vs)} vouchers provable; a third account executes "
+                      f"each on the Application with its proof (and pays the gas)")
         with console.status(f"executing {len(vs)} vouchers (executor pays the gas)..."):
             for v in vs:
-                execute_output(base.chain.w3, base.chain.app, ProvableOutput.from_rpc(v.raw),
-                               executor.private_key)
+                receipt = execute_output(base.chain.w3, base.chain.app,
+                                         ProvableOutput.from_rpc(v.raw), executor.private_key)
+                who = names.get(v.beneficiary())
+                console.print(f"  voucher {v.index} ({v.value / ETHER:.6f} ETH to "
+                              f"{who.name if who else v.beneficiary()}): executed in block "
+                              f"{receipt['blockNumber']}")
         after = {addr: base.chain.balance(addr) for addr in promised}
 
         t = Table(title="money: what the notices promised vs what arrived on chain")
@@ -305,7 +338,14 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
                     "on-chain change (wei)", "match"):
             t.add_column(col, justify="left" if col in ("account", "role") else "right")
         ok = True
-        for addr, want in sorted(promised.items(), key=lambda kv: -kv[1]):
+        # everyone who played is listed, attackers too: they were promised 0 and got 0
+        everyone = dict(promised)
+        for a in actors:
+            everyone.setdefault(a.signer.address.lower(), 0)
+        for addr in everyone:
+            if addr not in after:
+                before[addr] = after[addr] = base.chain.balance(addr)
+        for addr, want in sorted(everyone.items(), key=lambda kv: -kv[1]):
             got = after[addr] - before[addr]
             match = want == got == noticed.get(addr, 0)
             ok &= match
@@ -314,7 +354,7 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
                       "[green]yes[/]" if match else "[red]NO[/]")
         total = sum(promised.values())
         t.add_row("total", "", str(total), str(sum(noticed.values())),
-                  str(sum(after[a] - before[a] for a in promised)), "")
+                  str(sum(after[a] - before[a] for a in everyone)), "")
         console.print(t)
         if total != REWARD:
             console.print(f"[red]paid out {total} wei, the deposit was {REWARD}[/]")
