@@ -19,6 +19,6 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 if ! "$PY" -c "import playwright" 2>/dev/null; then
-    "$PY" -m pip install -q -c constraints.txt playwright
+    "$PY" -m pip install -qq -c constraints.txt playwright
 fi
 echo "setup-browser: $(/usr/bin/chromium --version 2>/dev/null || echo chromium) and playwright ready"
