@@ -41,9 +41,10 @@ DIGITS_CNN: dict[str, Any] = {
 # combined by validation gain. No majority of cheap identities can capture it (Multi-Krum keeps
 # the largest cluster, so an owner with many identities could reject every honest update).
 DEMO_AGGREGATION: dict[str, Any] = {"rule": "validated", "utility": "margin",
-                                    "min_gain": [1, 1000], "step": [1, 4], "max_norm_ratio": [3, 1], "cluster_cos": [23, 25],
+                                    "min_gain": [1, 1000], "step": [1, 4], "max_norm_ratio": [2, 1], "cluster_cos": [23, 25],
                                     "clip": "median", "or_correct": True,
-                                    "second_chance": True}
+                                    "second_chance": True, "collusion_cos": [99, 100],
+                                    "weighting": "root4_gain_norm"}
 LEGACY_AGGREGATION: dict[str, Any] = {
     "rule": "norm_clip", "mode": "reject", "max_norm_ratio": [3, 1],
     "then": {"rule": "multi_krum", "f": 1, "m": 8, "then": "fedavg"}}

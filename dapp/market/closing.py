@@ -7,7 +7,11 @@ one, which the owner can no longer change.
 
 1. The job's aggregation rule filters and aggregates. The ``validated`` rule (the template's)
    gates each update on the public shard alone (see ``dapp.ml.aggregation.Validated``), merges
-   near-duplicates into one player and clips; other rules run as declared.
+   near-duplicates into one player and clips; other rules run as declared. It is handed each
+   address's declared sample count (its data card) so that near-identical updates under cards
+   that claim different data are rejected as colluding: one update cannot be the training
+   result of several different datasets, so such a group is paid nothing, while one trainer's
+   work split over identities under one card stays one player paid once.
 2. Each accepted player's contribution is its Shapley value (or leave-one-out) for "correct
    predictions of the aggregate on the scoring set"; copies share their player's value
    (``validated``: pro rata to their validation gains).
@@ -167,7 +171,14 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
 
     if client_updates:
         ctx = ValidationContext(spec.arch, public[0], public[1]) if validated and public else None
-        agg = strategy.aggregate(global_model, client_updates, validation=ctx)
+        if validated:
+            # Each address's data card (its declared sample count) lets the rule tell one
+            # trainer's work split over identities (same card) from colluders (different cards).
+            agg = strategy.aggregate(global_model, client_updates, validation=ctx,
+                                     claims={k: rnd.reveals[k].num_samples
+                                             for k in keys if k not in overflowing})
+        else:
+            agg = strategy.aggregate(global_model, client_updates, validation=ctx)
         accepted, rejected, new_model = list(agg.accepted), dict(agg.rejected), agg.model
     else:
         accepted, rejected, new_model = [], {}, global_model

@@ -38,6 +38,15 @@ trusted root is validation data that the job fixed before anyone trained (the pu
 passed explicitly as a ``ValidationContext``. Declared steps, on players after exact-duplicate
 merging, in key order:
 
+0. colluders (``collusion_cos`` = [p, q], default [99, 100]; null turns it off): live players
+   whose deltas are near-identical (the integer cosine test below with p/q, transitive closure;
+   exact copies count too) are one training run; when the addresses in such a group declare
+   different data (their data cards' sample counts, ``claims``), at least one card is false and
+   every update of the group is rejected as colluding. Independent training on different data
+   lands far below this threshold (MNIST, 10 trainers, Dirichlet 0.1-0.5: at most 0.74
+   measured); ALIE, Min-Max and IPM colluders, who must all send the update their attack
+   computes, land above 0.999. A group with one card is one trainer's work split over
+   identities and goes on as one player;
 1. gate: an update is judged by its *probe* ``g + step * (u - g)`` (``step`` = [1, 4] by
    default, rounded half up): its evidence is the probe's gain in the rule's ``utility`` (the
    clipped logit margin sum by default) over the global model's, and with ``or_correct`` its
@@ -58,8 +67,24 @@ merging, in key order:
    its members pro rata to their evidence;
 5. each cluster's delta is clipped to the evidence-weighted lower median of the clusters' delta
    norms (``clip = "median"``; NormClip's rescaling), and the clusters are combined by FedAvg
-   weighted by evidence (rescaled so the largest is 2**20, floor, at least 1). A self-reported
-   sample count weighs nothing in this rule.
+   weighted by ``weighting`` (rescaled so the largest is 2**20, floor, at least 1), with
+   ``e`` a cluster's evidence and ``n = min(isqrt(|d|^2), isqrt(T^2))`` its delta norm capped
+   at ``T^2``, the evidence-weighted lower median squared norm of the clusters' (unclipped)
+   deltas: ``"gain"``: e; ``"sqrt_gain"``: isqrt(e); ``"sqrt_gain_norm"``: isqrt(e) * n;
+   ``"root4_gain_norm"`` (the default): isqrt(isqrt(e)) * n; ``"norm"``: n; ``"equal"``: 1.
+   A self-reported sample count weighs nothing in this rule. Why the default: a gain measured
+   on ~100 public samples is noisy, and weighing by it linearly put most of a round on the two
+   or three luckiest updates (MNIST, 10 trainers, Dirichlet 0.5, round 0: 36 % test accuracy
+   against 51 % for the plain mean of the same accepted updates); a root keeps the ordering
+   while averaging every accepted trainer's data (the more trainers, the more it matters: at
+   50 trainers, 0.747 with the square root, 0.775 with the fourth, 0.796 by norm alone,
+   FedAvg 0.798), and some weight on evidence keeps updates that barely passed (flipped
+   labels admitted by the second chance) from counting fully (10 trainers, 30 % label
+   flippers, Dirichlet 0.1: -7.2 points against no-attack FedAvg with the square root, -1.1
+   with the fourth). The norm factor gives an update the weight of the step it carries, so a
+   near-zero update that passed the gate by luck (noise on the global model) cannot dilute
+   the others' step and be paid for the damping (30 % free riders, Dirichlet 0.1: 9.1 % of
+   the wei with ``sqrt_gain``, 0.2 % with the norm factor). Figures: bench/robustness.py.
 
 Duplicates and sybils: updates with the same model hash are merged into one player before
 anything else. The player's key is the smallest key of the copies, its weight the *largest* of
@@ -85,6 +110,9 @@ from .model_format import INT32_MAX, Model, model_hash
 
 MAX_WEIGHT_TOTAL = (1 << 31) - 1
 DEFAULT_CLUSTER_COS = (23, 25)
+DEFAULT_COLLUSION_COS = Fraction(99, 100)
+WEIGHTINGS = ("gain", "sqrt_gain", "sqrt_gain_norm", "root4_gain_norm", "norm", "equal")
+DEFAULT_WEIGHTING = "root4_gain_norm"
 
 
 @dataclass(frozen=True)
@@ -576,8 +604,11 @@ class Validated(Strategy):
     * near-duplicate merging makes "one update plus noise under k addresses" one player whose
       weight is the largest of the copies', so splitting adds no weight and no Shapley players;
     * clipping to the median accepted delta norm bounds what any one accepted player can move;
-    * weights are validation gains, evidence the trainer cannot inflate by over-reporting its
-      sample count.
+    * weights come from validation gains (by default their fourth root times the delta norm
+      capped at the median), evidence the trainer cannot inflate by over-reporting its
+      sample count;
+    * colluders (near-identical updates under cards that claim different data) are rejected:
+      their update contradicts their cards, and faking one card only makes them one player.
     """
 
     rule = "validated"
@@ -586,7 +617,9 @@ class Validated(Strategy):
                  cluster_cos: Fraction = Fraction(*DEFAULT_CLUSTER_COS),
                  clip: str = "median", or_correct: bool = True,
                  second_chance: bool = True, step: Fraction = Fraction(1, 4),
-                 max_norm_ratio: Fraction | None = Fraction(3)) -> None:
+                 max_norm_ratio: Fraction | None = Fraction(3),
+                 collusion_cos: Fraction | None = DEFAULT_COLLUSION_COS,
+                 weighting: str = DEFAULT_WEIGHTING) -> None:
         if utility not in UTILITIES:
             raise StrategyConfigError(f"validated: utility must be one of {UTILITIES}, "
                                       f"got {utility!r}")
@@ -610,9 +643,17 @@ class Validated(Strategy):
             raise StrategyConfigError(f"validated: max_norm_ratio {max_norm_ratio} must be >= 1")
         self.or_correct, self.second_chance, self.step = or_correct, second_chance, step
         self.max_norm_ratio = max_norm_ratio
+        if collusion_cos is not None and not 0 < collusion_cos <= 1:
+            raise StrategyConfigError(f"validated: collusion_cos {collusion_cos} must lie in "
+                                      f"(0, 1] or be null")
+        self.collusion_cos = collusion_cos
+        if weighting not in WEIGHTINGS:
+            raise StrategyConfigError(f"validated: weighting must be one of {WEIGHTINGS}, got "
+                                      f"{weighting!r}")
+        self.weighting = weighting
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": "validated", "utility": self.utility,
+        d: dict[str, Any] = {"rule": "validated", "utility": self.utility,
                 "min_gain": [self.min_gain.numerator, self.min_gain.denominator],
                 "cluster_cos": [self.cluster_cos.numerator, self.cluster_cos.denominator],
                 "clip": self.clip, "or_correct": self.or_correct,
@@ -621,6 +662,14 @@ class Validated(Strategy):
                 "max_norm_ratio": (None if self.max_norm_ratio is None else
                                    [self.max_norm_ratio.numerator,
                                     self.max_norm_ratio.denominator])}
+        # Fields added after the rule shipped appear only when not at their default, so the
+        # canonical form of every earlier spec is unchanged.
+        if self.collusion_cos != DEFAULT_COLLUSION_COS:
+            d["collusion_cos"] = (None if self.collusion_cos is None else
+                                  [self.collusion_cos.numerator, self.collusion_cos.denominator])
+        if self.weighting != DEFAULT_WEIGHTING:
+            d["weighting"] = self.weighting
+        return d
 
     def passes(self, gain: int, validation: ValidationContext, utility: str) -> bool:
         """gain > 0 and gain >= min_gain x samples x unit, exactly."""
@@ -637,14 +686,75 @@ class Validated(Strategy):
         p, q = self.cluster_cos.numerator, self.cluster_cos.denominator
         return dot > 0 and dot * dot * q * q >= p * p * ni * nj
 
+    def colluders(self, g: np.ndarray, players: Sequence[ClientUpdate],
+                  groups: Mapping[str, tuple[str, ...]],
+                  claims: Mapping[str, int]) -> dict[str, str]:
+        """Players (by key) that are caught colluding, with the reason.
+
+        Near-identical updates (``collusion_cos``, far above what independent training on
+        different data produces) can only come from one training run; when their addresses'
+        data cards claim different data (``claims``: each address's declared sample count),
+        at least one card is false, so the whole group is rejected. Exact copies are one player
+        already (``merge_duplicates``); their copies are checked the same way. What colluders
+        can fake: identical cards, which only makes them one player paid once (step 4); or
+        enough noise to break the test, which leaves each copy to be judged on its own.
+        Framing an honest trainer would need its update before committing, which commit-reveal
+        prevents."""
+        out: dict[str, str] = {}
+        if self.collusion_cos is None:
+            return out
+        live = [pl for pl in players if not np.array_equal(flatten(pl.model), g)]
+        k = len(live)
+        d = [flatten(pl.model) - g for pl in live]
+        norms = [sq_norm(x) for x in d]
+        parent = list(range(k))
+
+        def root(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        p, q = self.collusion_cos.numerator, self.collusion_cos.denominator
+        for i in range(k):
+            for j in range(i + 1, k):
+                if root(i) != root(j):
+                    dot = dot_exact(d[i], d[j])
+                    if dot > 0 and dot * dot * q * q >= p * p * norms[i] * norms[j]:
+                        a, b = sorted((root(i), root(j)))
+                        parent[b] = a
+        comps: dict[int, list[int]] = {}
+        for i in range(k):
+            comps.setdefault(root(i), []).append(i)
+        for idx in comps.values():
+            addrs = [a for i in idx for a in groups[live[i].key]]
+            told = sorted({claims[a] for a in addrs})
+            if len(addrs) > 1 and len(told) > 1:
+                reason = (f"validated: colluding: {len(addrs)} identical or near-identical "
+                          f"updates (cosine >= {self.collusion_cos}) from addresses whose data "
+                          f"cards claim different data (sample counts {told})")
+                for i in idx:
+                    out[live[i].key] = reason
+        return out
+
     def aggregate(self, global_model: Model, updates: Sequence[ClientUpdate],
-                  validation: ValidationContext | None = None) -> ValidatedResult:
+                  validation: ValidationContext | None = None,
+                  claims: Mapping[str, int] | None = None) -> ValidatedResult:
+        """``claims``: each address's declared sample count (its data card); by default the
+        update's weight."""
         if validation is None:
             raise AggregationError("the validated rule needs validation data (the job's public "
                                    "shard)")
         players, groups = merge_duplicates(updates)
         _check_updates(global_model, players)
         g = flatten(global_model)
+        told = {up.key: up.weight for up in updates}
+        if claims is not None:
+            missing = sorted(set(told) - set(claims))
+            if missing:
+                raise AggregationError(f"claims lack addresses {missing[:3]}")
+            told = {a: claims[a] for a in told}
+        caught = self.colluders(g, players, groups, told)
         base = validation.utility(self.utility, global_model)
         base_correct = validation.utility("correct", global_model) if self.or_correct else 0
         rejected: dict[str, str] = {}
@@ -655,6 +765,9 @@ class Validated(Strategy):
             u = flatten(pl.model)
             if np.array_equal(u, g):
                 rejected[pl.key] = "zero update: identical to the global model (free rider)"
+                continue
+            if pl.key in caught:
+                rejected[pl.key] = caught[pl.key]
                 continue
             probe = self.probe(g, u, global_model)
             try:
@@ -697,11 +810,10 @@ class Validated(Strategy):
             w_med = _lower_median([int(x) for x in core.rw])
             admitted: list[ClientUpdate] = []
             too_big = self._too_big(core.median_sq)
-            for pl in players:
-                if pl.key not in gains or any(pl.key == q.key for q in live):
-                    continue
-                if too_big(sq_norm(flatten(pl.model) - g)):
-                    continue
+            cands = [pl for pl in players
+                     if pl.key in gains and not any(pl.key == q.key for q in live)
+                     and not too_big(sq_norm(flatten(pl.model) - g))]
+            for pl in cands:
                 # the candidate's own step, as submitted (unclipped: a boosted or noisy update
                 # must not pass thanks to the clipping), on top of the core's aggregate at the
                 # share it would have there: w / (W + w) of its delta, rounded half up.
@@ -815,7 +927,24 @@ class Validated(Strategy):
         # Weights: gains rescaled so that the largest is 2**20 (floor, at least 1): the total
         # stays far below FedAvg's 2**31 bound whatever the utility's units.
         top = max((p.weight for p in reps), default=1)
-        reps = [ClientUpdate(p.key, p.model, max(1, (p.weight << 20) // top)) for p in reps]
+        if self.weighting == "equal":
+            reps = [ClientUpdate(p.key, p.model, 1) for p in reps]
+        elif self.weighting == "sqrt_gain":
+            top = max((math.isqrt(p.weight) for p in reps), default=1)
+            reps = [ClientUpdate(p.key, p.model, max(1, (math.isqrt(p.weight) << 20) // top))
+                    for p in reps]
+        elif self.weighting in ("sqrt_gain_norm", "norm", "root4_gain_norm"):
+            sqs = [sq_norm(flatten(p.model) - g) for p in reps]
+            msq = (weighted_lower_median(sqs, [gain_of[p.key] for p in reps]) if reps else 0)
+            tn = max(math.isqrt(msq), 1)
+            raw = [(math.isqrt(p.weight) if self.weighting == "sqrt_gain_norm" else
+                    math.isqrt(math.isqrt(p.weight)) if self.weighting == "root4_gain_norm" else 1)
+                   * min(math.isqrt(sq), tn) for p, sq in zip(reps, sqs)]
+            top = max(max(raw, default=1), 1)
+            reps = [ClientUpdate(p.key, p.model, max(1, (r << 20) // top))
+                    for p, r in zip(reps, raw)]
+        else:
+            reps = [ClientUpdate(p.key, p.model, max(1, (p.weight << 20) // top)) for p in reps]
         ru = (np.stack([flatten(p.model) for p in reps]) if reps
               else np.zeros((0, g.size), np.int64))
         rw = np.array([p.weight for p in reps], dtype=np.int64)
@@ -871,7 +1000,7 @@ _KEYS = {
     "norm_clip": {"rule", "mode", "max_norm", "max_norm_ratio", "then"},
     "distance_filter": {"rule", "max_ratio", "then"},
     "validated": {"rule", "utility", "min_gain", "cluster_cos", "clip", "or_correct",
-                  "second_chance", "step", "max_norm_ratio"},
+                  "second_chance", "step", "max_norm_ratio", "collusion_cos", "weighting"},
 }
 
 
@@ -919,7 +1048,11 @@ def build_strategy(config: Any, _depth: int = 0) -> Strategy:
                          _rational(config.get("step", [1, 4]), "validated.step"),
                          None if config.get("max_norm_ratio", [3, 1]) is None else
                          _rational(config.get("max_norm_ratio", [3, 1]),
-                                   "validated.max_norm_ratio"))
+                                   "validated.max_norm_ratio"),
+                         None if "collusion_cos" in config and config["collusion_cos"] is None
+                         else _rational(config["collusion_cos"], "validated.collusion_cos")
+                         if "collusion_cos" in config else DEFAULT_COLLUSION_COS,
+                         config.get("weighting", DEFAULT_WEIGHTING))
     then = build_strategy(config.get("then", "fedavg"), _depth + 1)
     if rule == "multi_krum":
         return MultiKrum(_pos_int(config, "f", 0), _pos_int(config, "m", 1), then)

@@ -1,0 +1,136 @@
+"""Issue 12, the default rule against colluders: near-identical updates (A Little Is Enough,
+Min-Max, one update sold under several identities) from addresses whose data cards claim
+different data are rejected and paid nothing, while one trainer's own work split over
+identities with the same card stays one player paid once (issue 10's guarantee). On digits,
+through the validated rule and through the market backend's close_round."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import tests.mechanism_scenarios as ms
+from dapp.ml.aggregation import (DEFAULT_COLLUSION_COS, ClientUpdate, ValidationContext,
+                                 build_strategy, flatten, unflatten_like)
+from dapp.ml.errors import StrategyConfigError
+from dapp.ml.model_format import Model
+from tests.mechanism_scenarios import (ARCH, VALIDATED, Trainer, digits, fixed,
+                                       owner_initial_model, run_job, split_pool, trainer_models)
+
+SIZES = [150, 250, 300, 140, 160, 170]
+COLLUDERS = [3, 4, 5]
+
+
+@pytest.fixture(scope="module")
+def parts() -> list[np.ndarray]:
+    return split_pool(SIZES)
+
+
+def alie_updates(parts: list[np.ndarray], g: Model, same_card: bool) -> list[ClientUpdate]:
+    """Three honest trainers, and three colluders who train honestly on their own shards, then
+    all submit mean - z * std of those benign deltas (Baruch et al.; z for n = 6, f = 3), each
+    with independent +-1 jitter so that no two are exact copies."""
+    honest = [ClientUpdate(a, m, n) for i in range(3)
+              for a, m, n in trainer_models(Trainer(i, parts[i]), g, 0)]
+    gv = flatten(g)
+    benign = np.stack([flatten(trainer_models(Trainer(i, parts[i]), g, 0)[0][1]) - gv
+                       for i in COLLUDERS]).astype(np.float64)
+    mal = np.round(benign.mean(0) - 0.43 * benign.std(0)).astype(np.int64)
+    rng = np.random.default_rng(7)
+    out = list(honest)
+    for j, i in enumerate(COLLUDERS):
+        u = gv + mal + rng.integers(-1, 2, mal.shape)
+        out.append(ClientUpdate(ms.trainer_address(i), unflatten_like(u, g),
+                                200 if same_card else len(parts[i]) + j))
+    return out
+
+
+def test_colluders_with_different_cards_are_rejected_and_honest_ones_kept(parts):
+    g = owner_initial_model()
+    d = digits()
+    ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)
+    res = build_strategy(VALIDATED).aggregate(g, alie_updates(parts, g, same_card=False),
+                                              validation=ctx)
+    bad = [ms.trainer_address(i) for i in COLLUDERS]
+    for a in bad:
+        assert "colluding" in res.rejected[a], res.rejected
+        assert a not in res.accepted
+    assert all(ms.trainer_address(i) in res.accepted for i in range(3)), res.rejected
+
+
+def test_colluders_that_fake_one_card_are_one_player_at_most(parts):
+    """What colluders can fake: identical cards. Then nothing proves collusion, and the copies
+    are one player (one cluster, value shared), never three."""
+    g = owner_initial_model()
+    d = digits()
+    ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)
+    res = build_strategy(VALIDATED).aggregate(g, alie_updates(parts, g, same_card=True),
+                                              validation=ctx)
+    bad = {ms.trainer_address(i) for i in COLLUDERS}
+    assert not any("colluding" in r for r in res.rejected.values())
+    got = [m for m in res.members.values() if set(m) & bad]
+    assert len(got) <= 1 and (not got or set(got[0]) >= bad & set(res.accepted))
+    if got:
+        assert sum(res.shares[a] for a in bad if a in res.accepted) == 1
+
+
+def test_claims_default_to_the_weights_and_inputs_order_does_not_matter(parts):
+    g = owner_initial_model()
+    d = digits()
+    ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)
+    ups = alie_updates(parts, g, same_card=False)
+    s = build_strategy(VALIDATED)
+    a = s.aggregate(g, ups, validation=ctx)
+    b = s.aggregate(g, list(reversed(ups)), validation=ctx,
+                    claims={u.key: u.weight for u in ups})
+    assert a.rejected == b.rejected and a.accepted == b.accepted
+    assert flatten(a.model).tolist() == flatten(b.model).tolist()
+    # the same claims for every colluder: merged, not rejected as colluding
+    c = s.aggregate(g, ups, validation=ctx, claims={u.key: 7 for u in ups})
+    assert not any("colluding" in r for r in c.rejected.values())
+
+
+def test_new_fields_config():
+    s = build_strategy(VALIDATED)
+    assert s.collusion_cos == DEFAULT_COLLUSION_COS == Fraction(99, 100)
+    assert s.weighting == "root4_gain_norm"
+    # new fields at their defaults leave the canonical form of earlier specs unchanged
+    assert s.to_dict() == VALIDATED
+    off = build_strategy(dict(VALIDATED, collusion_cos=None, weighting="gain"))
+    assert off.collusion_cos is None and off.weighting == "gain"
+    assert build_strategy(off.to_dict()).to_dict() == off.to_dict()
+    for bad in ({"collusion_cos": [0, 1]}, {"collusion_cos": [3, 2]}, {"collusion_cos": "x"},
+                {"weighting": "samples"}, {"weighting": 1}):
+        with pytest.raises(StrategyConfigError):
+            build_strategy(dict(VALIDATED, **bad))
+
+
+def test_template_rule_is_the_robust_one():
+    from client.jobs import DEMO_AGGREGATION
+
+    s = build_strategy(DEMO_AGGREGATION)
+    assert (s.collusion_cos, s.weighting, s.max_norm_ratio) == (Fraction(99, 100), "root4_gain_norm",
+                                                                  Fraction(2))
+
+
+def test_market_pays_colluders_nothing(parts, monkeypatch):
+    """Through the market backend: trainer 3 sends one update under three identities whose
+    cards claim different sample counts; the honest trainers get all but dust."""
+    real = ms.trainer_models
+
+    def lying(t: Trainer, g: Model, round_: int):
+        out = real(t, g, round_)
+        if t.mode == "split_noise":
+            out = [(a, m, n + j) for j, (a, m, n) in enumerate(out)]
+        return out
+
+    monkeypatch.setattr(ms, "trainer_models", lying)
+    tr = [Trainer(i, parts[i]) for i in range(3)] + [Trainer(3, parts[3], "split_noise", 3)]
+    run = run_job(tr)
+    assert run.total(tr[3].addresses()) == 0
+    assert run.total([a for t in tr[:3] for a in t.addresses()]) >= 10**18 - 100
+    reasons = [e.get("reason", "") for n in run.notices for e in n["trainers"]
+               if e["address"] in tr[3].addresses()]
+    assert reasons and all("colluding" in r for r in reasons), reasons
