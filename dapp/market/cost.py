@@ -24,10 +24,10 @@ deliberately simple, so anyone can check it by hand:
 
 The budget (``MAX_CLOSE_OPS``, ``MAX_CLOSE_BYTES``) is chosen so that the worst accepted round
 closes within one epoch of ``cartesi run`` (720 blocks x 2 s = 24 min) inside the Cartesi
-machine, and within half of the machine image's 512 MiB. Measured (bench/close_budget.py):
-integer inference runs ~5e8 ops/s on one host core and guest code runs ~65x slower inside the
-machine (TOOLCHAIN.md), so 1.2e10 ops is ~25 s on the host and ~25 min in the machine at the
-very worst, and typically far less.
+machine, and within half of the machine image's 512 MiB. Measured (bench/close_budget.py): the
+worst accepted specs close in 3-10 s on this 2-core host (1.2-3.6 G declared ops/s) with a peak
+RSS of 62-65 MiB, and guest code runs ~65x slower inside the machine (TOOLCHAIN.md): at most
+~11 min there, and typically far less.
 """
 
 from __future__ import annotations
