@@ -86,6 +86,21 @@ def chain() -> Iterator[Chain]:
         anvil.stop()
 
 
+def marked_processes(marker: str) -> list[int]:
+    """Pids of live processes whose environment holds `marker` (a node's children inherit it):
+    how the tests see whether anything outlived the process that started it."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 def rpc(api_url: str, method: str, params: Any = None, timeout: float = 10.0) -> dict[str, Any]:
     """One JSON-RPC call; returns the whole answer (result or error). The node's one application
     is filled in when `params` names none (the official API requires `application`; tests of
@@ -136,5 +151,5 @@ def wait_claims(node: Node, chain: Chain, dep: Deployment, timeout: float = 30) 
         node.wait_caught_up(timeout)
 
 
-__all__ = ["chain", "Chain", "rpc", "post_json", "result", "wait_claims", "ECHO", "ECHO_CMD", "OWNER",
+__all__ = ["chain", "Chain", "marked_processes", "rpc", "post_json", "result", "wait_claims", "ECHO", "ECHO_CMD", "OWNER",
            "USER", "OTHER", "EPOCH_LENGTH"]

@@ -20,7 +20,7 @@ import requests
 
 from client.dashboard import DashboardServer, Views
 from client.dashboard.synthetic import SyntheticFeed
-from tests.test_dashboard_e2e import open_page, require_browser, rows, shot, units
+from tests.test_dashboard_e2e import open_page, pw, require_browser, rows, shot, units  # noqa: F401
 
 STATIC = Path(__file__).resolve().parent.parent / "client" / "dashboard" / "static"
 EVIL = '<img src=x onerror="document.body.dataset.pwned=1">'
@@ -46,21 +46,6 @@ def server(feed: SyntheticFeed) -> Iterator[DashboardServer]:
         yield srv
     finally:
         srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser_() -> Iterator[Any]:
-    require_browser()
-    from playwright.sync_api import sync_playwright
-
-    from client.dashboard import browser
-
-    with sync_playwright() as p:
-        b = browser.launch(p)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def test_api_answers_and_refusals(server: DashboardServer, feed: SyntheticFeed) -> None:
@@ -90,10 +75,10 @@ def test_assets_ship_in_the_package_no_cdn() -> None:
     assert sum(p.stat().st_size for p in STATIC.iterdir()) < 64 * 1024
 
 
-def test_pages_of_a_50_trainer_job(server: DashboardServer, feed: SyntheticFeed, browser_: Any,
+def test_pages_of_a_50_trainer_job(server: DashboardServer, feed: SyntheticFeed, pw: Any,
                                    tmp_path: Path) -> None:
     errors: list[str] = []
-    page = open_page(browser_, errors)
+    page = open_page(pw, errors)
     page.goto(server.url + "/#/job/1")
     page.wait_for_selector('body[data-ready="job:1"]', state="attached")
     notices = {o.data["round"]: o.data for o in feed.outputs

@@ -35,7 +35,8 @@ from hypothesis import strategies as st
 
 from rollup.anvil import free_port
 from rollup.deploy import Deployment
-from tests.node_fixtures import ECHO_CMD, OWNER, Chain, chain, post_json, result, rpc  # noqa: F401
+from tests.node_fixtures import (ECHO_CMD, OWNER, Chain, chain, marked_processes, post_json,  # noqa: F401
+                                  result, rpc)
 
 pytestmark = pytest.mark.chain
 
@@ -44,20 +45,6 @@ DEEP = 100_000  # the nesting of the reproduced crash (200 KB)
 
 
 # ------------------------------------------------------------------------------- helpers
-
-def marked_processes(marker: str) -> list[int]:
-    """Pids of live processes whose environment holds `marker` (a node's children inherit it)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
 
 def environ_of(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes()

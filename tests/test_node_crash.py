@@ -20,7 +20,7 @@ import pytest
 from rollup.anvil import free_port
 from rollup.deploy import Deployment
 from rollup.node import Node
-from tests.node_fixtures import ECHO, ECHO_CMD, Chain, chain, rpc, result  # noqa: F401
+from tests.node_fixtures import ECHO, ECHO_CMD, Chain, chain, marked_processes, rpc, result  # noqa: F401
 
 pytestmark = pytest.mark.chain
 
@@ -59,20 +59,6 @@ def payload(i: int) -> bytes:
     if kind == 5:
         return b"report %d" % i
     return b"n%d" % i
-
-
-def backend_processes(marker: str) -> list[int]:
-    """Pids of live processes started with our marker in their environment."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
 
 
 def test_sigkill_loses_and_duplicates_nothing(chain: Chain, tmp_path: Path) -> None:
@@ -119,7 +105,7 @@ def test_sigkill_loses_and_duplicates_nothing(chain: Chain, tmp_path: Path) -> N
             kills += 1
             if seen is not None and seen < fed:
                 mid_stream += 1
-            wait_for(lambda: not backend_processes(marker), 10, "the backend to die with its node")
+            wait_for(lambda: not marked_processes(marker), 10, "the backend to die with its node")
             for _ in range(4):
                 if fed < total:
                     chain.add_input(dep, payload(fed))
@@ -149,7 +135,7 @@ def test_sigkill_loses_and_duplicates_nothing(chain: Chain, tmp_path: Path) -> N
             proc.kill()
         log.close()
     assert kills == 5 and mid_stream >= 3, mid_stream  # killed with inputs still to process
-    wait_for(lambda: not backend_processes(marker), 10, "no backend left behind")
+    wait_for(lambda: not marked_processes(marker), 10, "no backend left behind")
 
     # a node that was never killed, replaying the same chain
     with Node(dep, ECHO, tmp_path / "reference", claim=False, poll_interval=0.05) as ref:
