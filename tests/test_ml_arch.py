@@ -95,7 +95,16 @@ def test_avgpool_is_the_window_mean_rounded_half_up(seed: int) -> None:
             window = [int(x[n, 0, i + a, j + b]) for a in range(2) for b in range(2)]
             # mean rounded half up, in exact rationals: floor(sum / 4 + 1/2)
             assert out[n, o] == (2 * sum(window) + 4) // 8
-    assert ((2 * -6 + 4) // 8, (2 * 6 + 4) // 8) == (-1, 2)  # -1.5 -> -1, 1.5 -> 2 (toward +inf)
+
+
+def test_avgpool_rounds_half_way_windows_up_for_both_signs() -> None:
+    arch = ArchSpec.from_dict(POOL_ONLY)
+    row = [-2, -1, 2, 1, 0]                    # windows at columns 0 and 2 sum to -6 and 6
+    x = np.array([[[row, row] + [[0] * 5] * 3]], dtype=np.int32)
+    eye = np.zeros((4, 16), dtype=np.int32)
+    eye[np.arange(4), np.arange(4)] = 1 << arch.scale_bits
+    out = forward(arch, {"f.weight": eye, "f.bias": np.zeros(4, dtype=np.int32)}, x)
+    assert (int(out[0, 0]), int(out[0, 2])) == (-1, 2)   # -1.5 -> -1, 1.5 -> 2 (toward +inf)
 
 
 def test_avgpool_refuses_a_sum_that_could_overflow() -> None:
