@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import time
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,23 +31,12 @@ from bench import write_results
 from dapp.ml.aggregation import ClientUpdate, build_strategy
 from dapp.ml.contribution import RoundUtility, leave_one_out, shapley_exact, shapley_sampled
 from dapp.ml.randomness import KeccakStream
-from tests.ml_scenarios import (CNN_SPEC, Round, arch_for, attacked_round, digits, global_model, quality_round,
-                                reshape_for, to_fixed, train_local, trainer_key)
+from tests.ml_scenarios import (CNN_SPEC, Round, arch_for, attacked_round, digits, exact_table, global_model,
+                                quality_round, reshape_for, to_fixed, train_local, trainer_key)
 from tests.test_ml_scenarios import spearman
 
 SAMPLINGS = {"plain": (False, False), "antithetic": (True, False), "stratified": (False, True),
              "stratified_antithetic": (True, True)}
-
-
-def table_utility(r: Round, utility: str) -> tuple[list[str], Callable[[tuple[str, ...]], int]]:
-    ru = RoundUtility(build_strategy("fedavg"), r.arch, r.global_model, r.updates, r.x_val, r.y_val, utility)
-    keys = sorted(p.key for p in r.updates)
-    n = len(keys)
-    tab = {}
-    for m in range(1 << n):
-        c = tuple(keys[i] for i in range(n) if m >> i & 1)
-        tab[c] = ru(c)
-    return keys, lambda c: tab[tuple(sorted(c))]
 
 
 def big_players(vals: dict[str, Fraction]) -> list[str]:
@@ -100,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("\nsampled vs exact, n = 10, 10 seeds: min / mean Spearman, sign flips of players > 1 % of sum|phi|")
     for rn, r in rounds.items():
         for utility in ("correct", "margin"):
-            keys, u = table_utility(r, utility)
+            keys, u = exact_table(r, utility)
             ex = shapley_exact(keys, u)
             big = big_players(ex)
             for perms in (64, 200):

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
+from bench.datasets import dirichlet_split
 from client.jobs import DIGITS_CNN
-from dapp.ml.aggregation import ClientUpdate
+from dapp.ml.aggregation import ClientUpdate, build_strategy
 from dapp.ml.arch import ArchSpec
+from dapp.ml.contribution import RoundUtility
 from dapp.ml.fixedpoint import dequantize, from_torch_state_dict, quantize, to_torch_state_dict, torch_module
 from dapp.ml.model_format import Model
 
@@ -139,17 +141,7 @@ def global_model(spec_name: str = "cnn", epochs: int = 6, seed: int = 0) -> Mode
 
 def non_iid_split(y: np.ndarray, n: int, alpha: float, seed: int) -> list[np.ndarray]:
     """Dirichlet(alpha) label skew; every trainer gets at least 20 samples."""
-    rng = np.random.default_rng(seed)
-    while True:
-        parts: list[list[int]] = [[] for _ in range(n)]
-        for c in range(10):
-            idx = np.flatnonzero(y == c)
-            idx = idx[rng.permutation(len(idx))]
-            cuts = (np.cumsum(rng.dirichlet([alpha] * n)) * len(idx)).astype(int)[:-1]
-            for t, chunk in enumerate(np.split(idx, cuts)):
-                parts[t].extend(chunk.tolist())
-        if min(len(p) for p in parts) >= 20:
-            return [np.array(sorted(p), dtype=np.int64) for p in parts]
+    return dirichlet_split(y, n, alpha, np.random.default_rng(seed), min_size=20)
 
 
 @dataclass
@@ -163,6 +155,18 @@ class Round:
     x_test: np.ndarray
     y_test: np.ndarray
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def exact_table(r: Round, utility: str = "correct") -> tuple[list[str], Callable[[tuple[str, ...]], int]]:
+    """The round's FedAvg utility of every coalition, computed once: (sorted keys, lookup)."""
+    ru = RoundUtility(build_strategy("fedavg"), r.arch, r.global_model, r.updates, r.x_val, r.y_val, utility)
+    keys = sorted(p.key for p in r.updates)
+    n = len(keys)
+    tab = {}
+    for m in range(1 << n):
+        c = tuple(keys[i] for i in range(n) if m >> i & 1)
+        tab[c] = ru(c)
+    return keys, lambda c: tab[tuple(sorted(c))]
 
 
 def _fixed_eval_sets(arch: ArchSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -97,12 +97,16 @@ def test_jobs_are_listed_a_page_at_a_time():
 
 # ---- inputs whose refusal would echo megabytes -----------------------------------------------
 
-def test_reveal_of_a_model_with_a_megabyte_tensor_name_is_refused_briefly():
+def _joined_job():
+    """A one-round digits job that TRAINERS[0] joined, at its commit window."""
     job = digits_job(rounds=1)
-    sim = job.sim
-    trainer = TRAINERS[0]
-    assert sim.call(trainer, p.Join(job.job_id)).accepted
-    sim.advance(10)
+    assert job.sim.call(TRAINERS[0], p.Join(job.job_id)).accepted
+    job.sim.advance(10)
+    return job, job.sim, TRAINERS[0]
+
+
+def test_reveal_of_a_model_with_a_megabyte_tensor_name_is_refused_briefly():
+    job, sim, trainer = _joined_job()
     model_cid = sim.content.put(huge_name_model(1_000_000))
     card_cid = sim.content.put(job.data_card(job.y[:50].nonzero()[0]))
     sub = (model_cid, card_cid, b"\x05" * 32)
@@ -114,11 +118,7 @@ def test_reveal_of_a_model_with_a_megabyte_tensor_name_is_refused_briefly():
 
 
 def test_reveal_of_a_data_card_with_a_megabyte_field_is_refused_briefly():
-    job = digits_job(rounds=1)
-    sim = job.sim
-    trainer = TRAINERS[0]
-    assert sim.call(trainer, p.Join(job.job_id)).accepted
-    sim.advance(10)
+    job, sim, trainer = _joined_job()
     m = initial_model(job.arch, b"hostile-card")
     card = json.dumps({"version": 1, "num_samples": 10, "label_histogram": [1] * 10,
                        "feature_shape": [1, 8, 8], "data_commitment": "0x" + "00" * 32,

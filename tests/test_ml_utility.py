@@ -16,7 +16,8 @@ from dapp.ml.contribution import (RoundUtility, apply_zero_band, contributions, 
 from dapp.ml.errors import ContributionError, InferenceOverflowError
 from dapp.ml.inference import margin_sum
 from dapp.ml.randomness import KeccakStream
-from tests.ml_scenarios import attacked_round, quality_round
+from tests.ml_scenarios import attacked_round, exact_table, quality_round
+from tests.test_ml_contribution import table_utility
 from tests.test_ml_scenarios import spearman
 
 
@@ -92,11 +93,6 @@ def test_orders_follow_the_declared_stream_use() -> None:
     assert sa[n + 2] == sa[2][::-1] and sa[:n] == strat[:n]
 
 
-def table_utility(keys: list[str], table: list[int]):
-    idx = {k: i for i, k in enumerate(sorted(keys))}
-    return lambda coalition: table[sum(1 << idx[k] for k in coalition)]
-
-
 @settings(max_examples=30, deadline=None)
 @given(st.integers(1, 6).flatmap(lambda n: st.tuples(st.just(n), st.lists(
     st.integers(-50, 300), min_size=1 << n, max_size=1 << n))), st.sampled_from(
@@ -150,24 +146,13 @@ def test_incremental_walk_equals_reaggregating_every_prefix() -> None:
     assert RoundUtility(build_strategy("median"), r.arch, r.global_model, r.updates, r.x_val, r.y_val).walk is None
 
 
-def _exact_table(r, utility: str):
-    ru = RoundUtility(build_strategy("fedavg"), r.arch, r.global_model, r.updates, r.x_val, r.y_val, utility)
-    keys = sorted(p.key for p in r.updates)
-    n = len(keys)
-    tab = {}
-    for m in range(1 << n):
-        c = tuple(keys[i] for i in range(n) if m >> i & 1)
-        tab[c] = ru(c)
-    return keys, lambda c: tab[tuple(sorted(c))]
-
-
 @pytest.mark.parametrize("utility", ["correct", "margin"])
 def test_stratified_sampling_ranks_like_exact_and_never_flips_a_real_contributor(utility: str) -> None:
     """10 real trainers (digits CNN), three rounds: the quality ladder, a non-IID honest round and
     a label-flip round. Stratified sampling, 200 orders, 6 seeds: Spearman >= 0.95 against exact
     Shapley, and no player worth more than 1 % of sum |phi| ever gets the wrong sign."""
     for r in (quality_round(), attacked_round(None), attacked_round("label_flip")):
-        keys, u = _exact_table(r, utility)
+        keys, u = exact_table(r, utility)
         ex = shapley_exact(keys, u)
         total = sum(abs(v) for v in ex.values())
         big = [k for k in keys if abs(ex[k]) * 100 > total]
