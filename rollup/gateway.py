@@ -36,14 +36,33 @@ log = logging.getLogger(__name__)
 DEFAULT_GATEWAY_PORT = 6751  # `cartesi run`'s port
 MAX_NODE_BODY = 2 * 1024 * 1024 + 64 * 1024  # the node refuses more (inspect 2 MiB, rpc 1 MiB) anyway
 MAX_ANVIL_BODY = 32 * 1024 * 1024  # a transaction deploying a large contract fits well within it
+MAX_UPSTREAM_ANSWER = 128 * 1024 * 1024  # an answer is held in memory whole: the node's own bound
 UPSTREAM_TIMEOUT = 120.0  # an inspect may take the node's inspect timeout (60 s) and more
 REQUEST_TIMEOUT = 60.0
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-               "proxy-authorization", "proxy-authenticate", "content-length", "host"}
+               "proxy-authorization", "proxy-authenticate", "content-length", "host", "expect"}
 
 
 class GatewayError(Exception):
     """A setting the gateway cannot use (a clear message for the user)."""
+
+
+class _AnswerTooLarge(Exception):
+    """An upstream answer past `MAX_UPSTREAM_ANSWER` (answered 502, never buffered whole)."""
+
+
+def _read_bounded(resp: http.client.HTTPResponse, cap: int) -> bytes:
+    """The upstream answer's body, refused (`_AnswerTooLarge`) once it passes `cap` bytes."""
+    declared = resp.getheader("Content-Length")
+    if declared is not None and declared.strip().isdigit() and int(declared) > cap:
+        raise _AnswerTooLarge(f"{int(declared)} bytes")
+    chunks, size = [], 0
+    while chunk := resp.read(1 << 20):
+        size += len(chunk)
+        if size > cap:
+            raise _AnswerTooLarge(f"more than {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # ------------------------------------------------------------------------------ app name
@@ -212,9 +231,13 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             conn.request(method, path, body=body if method == "POST" else None, headers=headers)
             resp = conn.getresponse()
-            data = resp.read()
+            data = _read_bounded(resp, MAX_UPSTREAM_ANSWER)
         except (OSError, http.client.HTTPException) as exc:
             self._text(502, f"upstream {base} unavailable: {exc}")
+            return
+        except _AnswerTooLarge as exc:
+            self._text(502, f"upstream {base} answered {exc}: more than the gateway relays "
+                       f"({MAX_UPSTREAM_ANSWER >> 20} MiB); ask for less")
             return
         finally:
             conn.close()

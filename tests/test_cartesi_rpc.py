@@ -327,6 +327,36 @@ def test_gateway_serves_anvil_rpc_and_inspect_on_one_port(live: Live) -> None:
         gw.stop()
 
 
+def test_gateway_refuses_upstream_answers_past_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An upstream answer is buffered whole, so one past MAX_UPSTREAM_ANSWER is a 502 (no anvil)."""
+    from http.server import BaseHTTPRequestHandler
+
+    from rollup import gateway
+    from rollup.server import LoopbackServer
+
+    class Upstream(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            body = b'"' + b"x" * 1000 + b'"'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    up = LoopbackServer(("127.0.0.1", 0), Upstream).start()
+    gw = Gateway(up.url, up.url, port=0).start()
+    try:
+        assert post_json(gw.url + "/anvil", {"id": 1})[0] == 200
+        monkeypatch.setattr(gateway, "MAX_UPSTREAM_ANSWER", 100)
+        assert post_json(gw.url + "/anvil", {"id": 1})[0] == 502
+    finally:
+        gw.stop()
+        up.stop()
+
+
 def test_app_names_and_cartesi_settings(tmp_path: Path) -> None:
     assert app_name("My App") == "my-app"
     with pytest.raises(GatewayError):
