@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 _SHELL_CHARS = set("|&;<>()$`\\\"'*?[]#~=%{}\n")
 PR_SET_PDEATHSIG = 1
 CLAIMER_KEY_ENV = "TRIBUTARY_CLAIMER_KEY"  # rollup.claimer's (not imported: it pulls in web3)
+# the node's own secrets, never the app's: ours, and the official node's key settings (`rollup node`
+# reads CARTESI_AUTH_PRIVATE_KEY as the claimer's key)
+NODE_SECRET_ENV = (CLAIMER_KEY_ENV, "CARTESI_AUTH_PRIVATE_KEY", "CARTESI_AUTH_MNEMONIC")
 
 
 class BackendStartError(Exception):
@@ -106,7 +109,8 @@ class Supervisor:
     def start(self) -> None:
         with self._lock:
             env = dict(os.environ)
-            env.pop(CLAIMER_KEY_ENV, None)  # the claimer's key is the node's, never the app's
+            for var in NODE_SECRET_ENV:  # the claimer's key is the node's, never the app's
+                env.pop(var, None)
             env.update(self.extra_env)
             env["ROLLUP_HTTP_SERVER_URL"] = self.rollup_url
             try:

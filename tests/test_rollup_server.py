@@ -240,3 +240,22 @@ def test_deep_json_and_unusable_lengths_are_refused(server: RollupHttpServer) ->
     assert status == 202  # deep enough for any real request
     for headers in ({"Content-Length": "-1"}, {"Content-Length": "1e3"}, {"Transfer-Encoding": "chunked"}):
         assert bare_post(server, f"/{server.token}/finish", b"", headers) == 400
+
+
+def test_the_backend_never_inherits_the_node_keys(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The claimer's key reaches the node as $TRIBUTARY_CLAIMER_KEY or the official node's
+    $CARTESI_AUTH_PRIVATE_KEY; the backend (the app's code) gets neither."""
+    import sys
+
+    from rollup.supervisor import Supervisor
+
+    for var in ("TRIBUTARY_CLAIMER_KEY", "CARTESI_AUTH_PRIVATE_KEY", "CARTESI_AUTH_MNEMONIC"):
+        monkeypatch.setenv(var, "secret-" + var)
+    out = tmp_path / "env.json"
+    dump = f"import json, os; open({str(out)!r}, 'w').write(json.dumps(dict(os.environ)))"
+    sup = Supervisor([sys.executable, "-c", dump], "http://127.0.0.1:1/token")
+    sup.start()
+    assert sup.proc is not None and sup.proc.wait(20) == 0
+    env = json.loads(out.read_text())
+    assert env["ROLLUP_HTTP_SERVER_URL"] == "http://127.0.0.1:1/token"
+    assert not [k for k, v in env.items() if v.startswith("secret-")]
