@@ -295,9 +295,10 @@ class NodeApi:
         return {"data": data, "pagination": {"total_count": total, "limit": limit, "offset": offset}}
 
     # --- shapes -----------------------------------------------------------------------------
-    def _epoch_claims(self) -> dict[int, EpochRecord]:
-        epochs, _ = self.store.list_epochs(status=EPOCH_CLAIM_ACCEPTED)
-        return {e.index: e for e in epochs}
+    def _epoch_claims(self, epochs: set[int]) -> dict[int, EpochRecord]:
+        """The accepted claims of `epochs` (a page's: not every epoch of the store per call)."""
+        found = (self.store.get_epoch(e) for e in sorted(epochs))
+        return {ep.index: ep for ep in found if ep is not None and ep.status == EPOCH_CLAIM_ACCEPTED}
 
     def output_json(self, out: OutputRecord, claims: dict[int, EpochRecord] | None = None) -> dict[str, Any]:
         if claims is None:
@@ -410,7 +411,7 @@ class NodeApi:
         if not ours:
             raise RpcError(RESOURCE_NOT_FOUND, "Application not found")
         outs, total = self.store.list_outputs(" AND ".join(conds), args, limit, self._sql(offset), desc)
-        claims = self._epoch_claims()
+        claims = self._epoch_claims({o.epoch for o in outs})
         # raw_data and decoded payload in hex, the other fields, a proof's 63 siblings (~4.4 KB)
         self._check_size(sum(4 * len(o.raw) + 700 + (4400 if o.epoch in claims else 0) for o in outs))
         return self._paged([self.output_json(o, claims) for o in outs], total, limit, offset)

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS reports(
   payload BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS reports_input ON reports(input_index);
+CREATE INDEX IF NOT EXISTS reports_epoch ON reports(epoch);
 CREATE TABLE IF NOT EXISTS executions(
   output_index INTEGER PRIMARY KEY,
   tx_hash TEXT NOT NULL
@@ -147,7 +148,9 @@ _OUTPUT_SELECT = ("SELECT idx, input_index, epoch, raw, hash,"
 _EPOCH_SELECT = ("SELECT idx, first_block, last_block, status, root, output_count, claim_tx,"
                  " (SELECT MIN(idx) FROM inputs WHERE epoch=epochs.idx),"
                  " (SELECT COUNT(*) FROM inputs WHERE epoch=epochs.idx),"
-                 " COALESCE((SELECT MIN(block_timestamp) FROM inputs WHERE epoch=epochs.idx), 0) FROM epochs")
+                 # the first input's (one index step on inputs_epoch, not a scan of the epoch's rows)
+                 " COALESCE((SELECT block_timestamp FROM inputs WHERE epoch=epochs.idx ORDER BY idx LIMIT 1), 0)"
+                 " FROM epochs")
 _REPORT_SELECT = ("SELECT idx, input_index, epoch, payload,"
                   " COALESCE((SELECT block_timestamp FROM inputs WHERE idx=reports.input_index), 0) FROM reports")
 _INPUT_COLS = (
