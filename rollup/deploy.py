@@ -156,15 +156,20 @@ def deploy_core(w3: Web3, private_key: str) -> dict[str, str]:
         if addr != EXPECTED_ADDRESSES[name]:
             raise DeployError(f"{name} would land at {addr}, not at Cartesi's {EXPECTED_ADDRESSES[name]}: "
                               "are the artifacts @cartesi/rollups 2.2.0?")
-        if has_code(w3, addr):
-            log.debug("%s already at %s", name, addr)
-        else:
-            send_tx(w3, private_key, to=CREATE2_DEPLOYER, data=SALT + initcode)
-            if not has_code(w3, addr):
-                raise DeployError(f"{name} deployment left no code at {addr}")
-            log.info("deployed %s at %s", name, addr)
-        addrs[name] = addr
+        addrs[name] = _deploy_create2(w3, private_key, name, initcode, addr)
     return addrs
+
+
+def _deploy_create2(w3: Web3, private_key: str, name: str, initcode: bytes, addr: str) -> str:
+    """Send `initcode` through the CREATE2 deployer (salt 0) unless `addr` has code already."""
+    if has_code(w3, addr):
+        log.debug("%s already at %s", name, addr)
+        return addr
+    send_tx(w3, private_key, to=CREATE2_DEPLOYER, data=SALT + initcode)
+    if not has_code(w3, addr):
+        raise DeployError(f"{name} deployment left no code at {addr}")
+    log.info("deployed %s at %s", name, addr)
+    return addr
 
 
 BATCH_PAYOUT = "BatchPayout"
@@ -176,13 +181,7 @@ backend can name it as a constant (dapp/market/payout.py)."""
 def deploy_batch_payout(w3: Web3, private_key: str) -> str:
     """Deploy (or find) BatchPayout at its deterministic address; returns the address."""
     initcode = load_artifact(BATCH_PAYOUT).initcode()
-    addr = create2_address(initcode)
-    if not has_code(w3, addr):
-        send_tx(w3, private_key, to=CREATE2_DEPLOYER, data=SALT + initcode)
-        if not has_code(w3, addr):
-            raise DeployError(f"{BATCH_PAYOUT} deployment left no code at {addr}")
-        log.info("deployed %s at %s", BATCH_PAYOUT, addr)
-    return addr
+    return _deploy_create2(w3, private_key, BATCH_PAYOUT, initcode, create2_address(initcode))
 
 
 def new_authority(w3: Web3, private_key: str, owner: str, epoch_length: int) -> str:

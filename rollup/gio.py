@@ -205,7 +205,6 @@ class JournaledResolver:
         if index is None:  # an inspect: one try, nothing recorded
             resp = self.inner.resolve(domain, id)
             return GioResponse(CODE_UNAVAILABLE) if resp.code not in VERDICT_CODES else resp
-        what = describe_id(domain, id)
         if rec is not None and rec[0] != CODE_OK:
             return GioResponse(rec[0])  # the recorded verdict, whatever the store says today
         deadline = time.monotonic() + self.retry_budget
@@ -215,6 +214,7 @@ class JournaledResolver:
             if rec is not None:  # found before: must be found again, with the same bytes
                 if resp.code == CODE_OK and hashlib.sha256(resp.data).digest() == rec[1]:
                     return resp
+                what = describe_id(domain, id)  # only on the way to a retry (it parses the CID)
                 now = ("other bytes" if resp.code == CODE_OK else "not found" if resp.code == CODE_NOT_FOUND
                        else resp.why or f"code {resp.code}")
                 why = (f"{what} was found when input {index} was first processed, but the content "
@@ -225,6 +225,7 @@ class JournaledResolver:
                         self._pending.setdefault((domain, id), (resp.code, hashlib.sha256(resp.data).digest()))
                 return resp
             else:
+                what = describe_id(domain, id)
                 why = f"{what} is unavailable: {resp.why or f'code {resp.code}'}"
             left = deadline - time.monotonic()
             if left <= 0 or self.stop_event.is_set():

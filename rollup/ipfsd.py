@@ -20,12 +20,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+from rollup.anvil import free_port
 from rollup.supervisor import die_with_parent
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -35,12 +35,6 @@ DEFAULT_API_PORT = 5001
 
 class IpfsDaemonError(RuntimeError):
     """The daemon could not be set up; the message says why (and carries its log)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def api_answers(port: int, timeout: float = 2.0) -> bool:
