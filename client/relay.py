@@ -42,6 +42,12 @@ log = logging.getLogger(__name__)
 
 MAX_BATCH_BYTES = 96 * 1024
 """Bytes of messages per batch input (well under the InputBox's limit and a block's gas)."""
+MAX_QUEUED = 8 * 512
+"""Messages held between flushes (8 full batches); past it a POST is refused until the next."""
+MAX_PER_SIGNER = 64
+"""Messages one signer may have queued between flushes (anyone can sign many: bound each)."""
+MAX_SENT_SHOWN = 1000
+"""Batches `GET /status` lists (the latest), so a long-running relayer's answer stays small."""
 
 
 def sign(call: p.Join | p.Commit | p.Reveal, private_key: str | bytes, chain_id: int,
@@ -78,26 +84,41 @@ class Relay:
         self.app = str(chain.app).lower()
         self.every = every
         self.queue: list[bytes] = []
+        self._queued: set[bytes] = set()  # the queue's messages, for O(1) duplicate checks
+        self._per_signer: dict[str, int] = {}
         self.sent: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
     def accept(self, framed: bytes) -> str:
         """Queue one framed message after checking it parses and its signature recovers
-        (ValueError otherwise); duplicates are dropped. Returns the signer."""
+        (ValueError otherwise); duplicates are dropped. Returns the signer. A full queue
+        (MAX_QUEUED), or a signer with MAX_PER_SIGNER messages queued, refuses (ValueError)
+        until the next flush."""
         bodies = b.split(framed)
         if len(bodies) != 1:
             raise ValueError("send one framed message per request")
         msg = b.parse(bodies[0], self.chain_id, self.app)
+        signer = str(msg.signer).lower()
         with self._lock:
-            if framed not in self.queue:
-                self.queue.append(framed)
+            if framed in self._queued:
+                return msg.signer
+            if len(self.queue) >= MAX_QUEUED:
+                raise ValueError(f"the relayer holds {MAX_QUEUED} messages; retry after its "
+                                 f"next batch")
+            if self._per_signer.get(signer, 0) >= MAX_PER_SIGNER:
+                raise ValueError(f"{MAX_PER_SIGNER} messages from this signer are queued; "
+                                 f"retry after the next batch")
+            self.queue.append(framed)
+            self._queued.add(framed)
+            self._per_signer[signer] = self._per_signer.get(signer, 0) + 1
         return msg.signer
 
     def flush(self) -> list[Any]:
         """Post what is queued (as many inputs as MAX_BATCH_BYTES and MAX_MESSAGES need)."""
         with self._lock:
             pending, self.queue = self.queue, []
+            self._queued, self._per_signer = set(), {}
         sent = []
         while pending:
             take, size = 0, 0
@@ -107,8 +128,10 @@ class Relay:
                 take += 1
             group, pending = pending[:take], pending[take:]
             res = post_batch(self.chain, self.signer, group)
-            self.sent.append({"index": res.index, "messages": len(group),
-                              "gas_used": res.gas_used})
+            with self._lock:
+                self.sent.append({"index": res.index, "messages": len(group),
+                                  "gas_used": res.gas_used})
+                del self.sent[:-MAX_SENT_SHOWN]
             log.info("relayed %d messages as input %d (%d gas)", len(group), res.index,
                      res.gas_used)
             sent.append(res)
@@ -128,6 +151,8 @@ class Relay:
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = 30  # a client that stops sending must not hold its thread forever
+
             def _answer(self, code: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
                 self.send_response(code)
