@@ -145,26 +145,18 @@ def _describe_call(payload: bytes, sender: str) -> tuple[str, dict[str, Any], st
         return name, args, sender
     except p.ProtocolError:
         pass
-    try:  # EtherPortal: sender ++ value ++ execLayerData
-        dep = p.decode_ether_deposit(payload)
-        args = {"value": str(dep.value), "token": ETH}
+    # portal deposits (sender ++ value ++ execLayerData; ERC-20 adds the token)
+    for decode, kind in ((p.decode_ether_deposit, "ether"), (p.decode_erc20_deposit, "ERC-20")):
         try:
-            args["spec_cid"] = p.decode_create_job(dep.exec_layer_data).spec_cid
-            return "createJob (ether deposit)", args, dep.sender
-        except p.ProtocolError:
-            return "ether deposit", args, dep.sender
-    except Exception:
-        pass
-    try:
-        dep20 = p.decode_erc20_deposit(payload)
-        args = {"value": str(dep20.value), "token": dep20.token}
-        try:
-            args["spec_cid"] = p.decode_create_job(dep20.exec_layer_data).spec_cid
-            return "createJob (ERC-20 deposit)", args, dep20.sender
-        except p.ProtocolError:
-            return "ERC-20 deposit", args, dep20.sender
-    except Exception:
-        pass
+            dep = decode(payload)
+            args = {"value": str(dep.value), "token": getattr(dep, "token", ETH)}
+            try:
+                args["spec_cid"] = p.decode_create_job(dep.exec_layer_data).spec_cid
+                return f"createJob ({kind} deposit)", args, dep.sender
+            except p.ProtocolError:
+                return f"{kind} deposit", args, dep.sender
+        except Exception:
+            pass
     return "unknown", {"bytes": len(payload)}, sender
 
 
@@ -696,12 +688,19 @@ class Views:
         counts: dict[str, int] = {}
         for i in f.inputs:
             counts[i.status] = counts.get(i.status, 0) + 1
+        # one pass each over inputs and outputs, not one per epoch
+        in_epoch: dict[int, int] = {}
+        for i in f.inputs:
+            in_epoch[i.epoch] = in_epoch.get(i.epoch, 0) + 1
+        out_epoch: dict[int, int] = {}
+        for o in f.outputs:
+            out_epoch[o.epoch] = out_epoch.get(o.epoch, 0) + 1
         epochs = []
         for e in f.epochs:
             ej = e.to_json()
             ej.update(self.epoch_state(e.index))
-            ej["inputs"] = sum(1 for i in f.inputs if i.epoch == e.index)
-            ej["outputs"] = sum(1 for o in f.outputs if o.epoch == e.index)
+            ej["inputs"] = in_epoch.get(e.index, 0)
+            ej["outputs"] = out_epoch.get(e.index, 0)
             epochs.append(ej)
         claims = [{"epoch": c.epoch, "last_block": c.last_block, "root": c.root, "tx": c.tx,
                    "block": c.block, "accepted": c.epoch in f.claims}

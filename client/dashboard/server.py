@@ -38,6 +38,7 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 class _Handler(BaseHTTPRequestHandler):
     server: "DashboardServer"
     protocol_version = "HTTP/1.1"
+    timeout = 60  # an idle keep-alive (or stalled) connection frees its thread
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("dashboard: " + format, *args)
