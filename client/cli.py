@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import time
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from pathlib import Path
 from typing import Any, Callable
 
@@ -144,9 +144,15 @@ def parse_amount(text: str, require_unit: bool = False) -> int:
             raise click.BadParameter(f"{text!r} has no unit: write {text.strip()}eth, "
                                      f"{text.strip()}gwei or {text.strip()}wei")
     try:
-        value = Decimal(t) * m
-    except InvalidOperation:
+        with localcontext() as ctx:  # exact to 100 digits (uint256 has 78); no 1e999999 ints
+            ctx.prec = 100
+            value = Decimal(t) * m
+        if not value.is_finite():
+            raise InvalidOperation
+    except ArithmeticError:  # InvalidOperation, or an exponent past Decimal's range
         raise click.BadParameter(f"{text!r} is not an amount (try 1eth, 0.5ether, 1000wei)") from None
+    if value >= 2**256:
+        raise click.BadParameter(f"{text!r} is more than a uint256 holds")
     if value != value.to_integral_value() or value < 0:
         raise click.BadParameter(f"{text!r} is not a whole, non-negative number of wei")
     return int(value)

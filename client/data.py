@@ -112,13 +112,13 @@ def _image_folder(path: Path, notes: list[str]) -> tuple[np.ndarray, np.ndarray]
                     xs.append(np.asarray(im))
             else:
                 continue
+            if xs[-1].shape != xs[0].shape:  # say so at the first odd one, before reading on
+                raise DataError(f"{path}: images of different shapes "
+                                f"{sorted({xs[0].shape, xs[-1].shape})} ({f.name}): resize "
+                                f"them to the job's input size first")
             ys.append(labels[d])
     if not xs:
         raise DataError(f"{path}: no .npy or image files in the class subfolders")
-    shapes = {a.shape for a in xs}
-    if len(shapes) != 1:
-        raise DataError(f"{path}: images of different shapes {sorted(shapes)[:3]}: resize them "
-                        f"to the job's input size first")
     x = np.stack(xs)
     if x.ndim == 3:  # grey images [N, H, W]: one channel
         x = x[:, None, :, :]

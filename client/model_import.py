@@ -128,16 +128,16 @@ def import_model(state_dict: Path, arch_path: Path, max_bytes: int | None = None
         net.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32)) for k, v in sd.items()},
                             strict=False)
     # the spec's tensors, batch norm folded into the layer it follows where the arch has one
-    floats = (fp.export_state_dict(net, arch) if hasattr(fp, "export_state_dict")
-              else {n: net.state_dict()[n] for n, _ in arch.param_shapes()})
+    floats = fp.export_state_dict(net, arch)
     if any(l.type == "batchnorm" for l in arch.layers):
         notes.append("batch norm folded into the layer before it (running statistics)")
     tensors = {}
     worst = 0.0
+    folded = _folded(arch)
     for name, t in floats.items():
         a = t.detach().double().numpy() if hasattr(t, "detach") else np.asarray(t, np.float64)
-        if name in sd:  # measure rounding against the file's own values, not the float32 copy
-            a = np.asarray(sd[name], dtype=np.float64) if name not in _folded(arch) else a
+        if name in sd and name not in folded:  # rounding against the file's own values,
+            a = np.asarray(sd[name], dtype=np.float64)  # not the float32 copy
         try:
             q = fp.quantize(a, arch.scale_bits)
         except Exception as exc:
