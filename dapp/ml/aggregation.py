@@ -486,17 +486,8 @@ class NormClip(_Filter):
         t = math.isqrt(t2.numerator // t2.denominator)
         out = u.copy()
         for i in range(u.shape[0]):
-            if not over[i]:
-                continue
-            n = math.isqrt(sq[i])
-            if n * n < sq[i]:
-                n += 1  # ceil(sqrt)
-            num, den = t, n
-            maxd = int(np.abs(d[i]).max())
-            while 2 * maxd * num + den >= (1 << 62):
-                num >>= 1
-                den = max(den >> 1, 1)
-            out[i] = g + _half_up_div(d[i] * num, den)
+            if over[i]:
+                out[i] = _clip_row(g, d[i], sq[i], t)
         return out, over
 
     def select(self, g: np.ndarray, u: np.ndarray, w: np.ndarray,
@@ -581,18 +572,23 @@ def clip_rows(g: np.ndarray, u: np.ndarray, t2: int) -> tuple[np.ndarray, list[b
     for i in range(u.shape[0]):
         sq = sq_norm(d[i])
         over.append(sq > t2)
-        if sq <= t2:
-            continue
-        n = math.isqrt(sq)
-        if n * n < sq:
-            n += 1
-        num, den = t, n
-        maxd = int(np.abs(d[i]).max())
-        while 2 * maxd * num + den >= (1 << 62):
-            num >>= 1
-            den = max(den >> 1, 1)
-        out[i] = g + _half_up_div(d[i] * num, den)
+        if sq > t2:
+            out[i] = _clip_row(g, d[i], sq, t)
     return out, over
+
+
+def _clip_row(g: np.ndarray, d: np.ndarray, sq: int, t: int) -> np.ndarray:
+    """``g + d * t / ceil(sqrt(sq))`` rounded half up, where ``sq = |d|^2``: one delta rescaled
+    to norm ``t`` (the fraction is shrunk until every product fits int64)."""
+    n = math.isqrt(sq)
+    if n * n < sq:
+        n += 1  # ceil(sqrt)
+    num, den = t, n
+    maxd = int(np.abs(d).max())
+    while 2 * maxd * num + den >= (1 << 62):
+        num >>= 1
+        den = max(den >> 1, 1)
+    return g + _half_up_div(d * num, den)
 
 
 class Validated(Strategy):
