@@ -213,7 +213,7 @@ class ContentInbox:
                      expired_objects: list[str], expired_uploads: list[tuple[str, str]]) -> None:
         """A new upload must fit the uploader's quotas (expired entries do not count)."""
         gone_objects, gone_uploads = set(expired_objects), set(expired_uploads)
-        mine = sorted(k for k in self.pending if k[0] == who and k not in gone_uploads)
+        mine = [k for k in self.pending if k[0] == who and k not in gone_uploads]
         if len(mine) >= MAX_PENDING_UPLOADS:
             oldest = min(self.pending[k].touched for k in mine)
             raise UploadRefused(
@@ -221,8 +221,8 @@ class ContentInbox:
                 f"{MAX_PENDING_UPLOADS}: finish one, or wait until the oldest expires at block "
                 f"time {oldest + EXPIRY_SECONDS}")
         charged = sum(self.pending[k].total for k in mine) + sum(
-            len(h.data) for c, h in sorted(self.objects.items())
-            if h.uploader == who and c not in gone_objects)
+            len(h.data) for c, h in self.objects.items()
+            if h.uploader == who and c not in gone_objects)  # sums and min: order-free
         if charged + total > UPLOADER_QUOTA_BYTES:
             raise UploadRefused(
                 f"upload of {key} ({total} bytes) refused: {who} already has {charged} bytes of "
