@@ -8,6 +8,7 @@ so a deposit whose job cannot be opened is credited to the depositor's balance i
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict
 from typing import Any, Callable
 
@@ -370,10 +371,11 @@ class Market:
             except signed_batch.MessageError as exc:
                 refused.append({"index": i, "reason": str(exc)})
                 continue
-            trial = st.clone()
+            trial = _trial_state(st, msg.call.job_id)
             sub = Outputs()
             mark = len(self._after_commit)
             handler: Callable[..., None] = getattr(self, "_on_" + type(msg.call).__name__)
+            self._user = msg.signer   # as if the signer had sent it: its own content is released
             try:
                 handler(trial, sub, meta, msg.signer, msg.call)
             except InputRefused as exc:
@@ -562,6 +564,17 @@ def _publish(model: Model, spec: JobSpec) -> tuple[bytes, str, str]:
     """A global model as it leaves the machine: canonical bytes, content id, keccak."""
     data = encode_model(model, spec.arch)
     return data, str(unixfs_chunk(data)[0]), _hex(keccak(data))
+
+
+def _trial_state(st: MarketState, job_id: int) -> MarketState:
+    """A copy of ``st`` to try one signed join, commit or reveal on: only the job it names is
+    deep-copied (those handlers write nothing else; the ledger is shared), not the whole market,
+    which a batch would otherwise copy once per message, up to MAX_MESSAGES times per input."""
+    trial = copy.copy(st)
+    trial.jobs = dict(st.jobs)
+    if job_id in st.jobs:
+        trial.jobs[job_id] = copy.deepcopy(st.jobs[job_id])
+    return trial
 
 
 def _split_leftover(amount: int, earned: dict[str, int]) -> dict[str, int]:
