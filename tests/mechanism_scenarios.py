@@ -33,7 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from client.jobs import DEMO_AGGREGATION
 from dapp.market import protocol as p
+from dapp.ml.aggregation import build_strategy
 from dapp.ml.arch import ArchSpec
 from dapp.ml.fixedpoint import quantize
 from dapp.ml.inference import count_correct
@@ -46,9 +48,8 @@ ARCH_DICT: dict[str, Any] = {
     "layers": [{"type": "flatten"},
                {"type": "linear", "name": "fc", "in_features": 64, "out_features": 10}]}
 ARCH = ArchSpec.from_dict(ARCH_DICT)
-VALIDATED: dict[str, Any] = {"rule": "validated", "utility": "margin", "min_gain": [1, 1000], "step": [1, 4], "max_norm_ratio": [3, 1],
-                             "cluster_cos": [23, 25], "clip": "median", "or_correct": True,
-                             "second_chance": True}
+VALIDATED: dict[str, Any] = build_strategy(DEMO_AGGREGATION).to_dict()
+"""The rule every job created from the template gets (its canonical form)."""
 CONTRIBUTION: dict[str, Any] = {"method": "shapley", "exact_max_players": 10,
                                 "permutations": 64}
 OWNER_STRATEGIES = ("honest", "near_copies", "near_copies_withheld", "withhold",

@@ -113,6 +113,60 @@ def test_template_rule_is_the_robust_one():
     s = build_strategy(DEMO_AGGREGATION)
     assert (s.collusion_cos, s.weighting, s.max_norm_ratio) == (Fraction(99, 100), "root4_gain_norm",
                                                                   Fraction(2))
+    assert (s.evidence_on, s.step) == ("card_classes", Fraction(1, 2))
+
+
+def test_evidence_config_round_trips_and_is_checked():
+    earlier = {k: v for k, v in VALIDATED.items() if k != "evidence"}  # a spec from before
+    assert "evidence" not in build_strategy(earlier).to_dict()  # keeps its canonical form
+    s = build_strategy(dict(VALIDATED, evidence="card_classes"))
+    assert s.to_dict()["evidence"] == "card_classes"
+    assert build_strategy(s.to_dict()).to_dict() == s.to_dict()
+    for bad in ("classes", 1, None):
+        with pytest.raises(StrategyConfigError, match="evidence"):
+            build_strategy(dict(VALIDATED, evidence=bad))
+
+
+def test_a_card_s_classes_are_those_holding_the_uniform_share():
+    d = digits()
+    ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)
+    y = np.asarray(d.y_public)
+    assert ctx.class_mask(()) is None and ctx.class_mask([0] * 10) is None
+    assert ctx.class_mask([91, 9] + [0] * 8).tolist() == (y == 0).tolist()
+    assert ctx.class_mask([10, 10] + [0] * 8).tolist() == np.isin(y, [0, 1]).tolist()
+    assert ctx.class_mask([1] * 10).all()  # a balanced card is judged on every sample
+
+
+def _class_zero_push(g: Model, logits: float) -> Model:
+    """What training on class 0 alone does in the extreme: class 0's bias up by ``logits``."""
+    m = {k: v.copy() for k, v in g.items()}
+    m["fc.bias"][0] += int(logits * (1 << ARCH.scale_bits))
+    return Model(m)
+
+
+def test_a_skewed_update_is_judged_on_the_classes_its_card_declares():
+    """A trainer holding only class 0 moves everything towards class 0: on a balanced public
+    shard that lowers the total margin (every other class loses), so judging it on every sample
+    rejects honest skewed work (issue 12: the largest honest trainers were rejected under label
+    skew). Judged on the samples of its own classes, it passes; the same update under a card
+    that claims class 5 is rejected, with the reason."""
+    d = digits()
+    g = trainer_models(Trainer(0, split_pool(SIZES)[0]), owner_initial_model(), 0)[0][1]
+    ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)
+    skewed = ClientUpdate("0x" + "a1" * 20, _class_zero_push(g, 2.0), 100)
+    base = dict(VALIDATED, second_chance=False, or_correct=False, step=[1, 1], evidence="all")
+    total = ctx.utility("margin", skewed.model) - ctx.utility("margin", g)
+    assert total < 0  # the premise: it hurts the balanced shard as a whole
+    everything = build_strategy(base).aggregate(g, [skewed], validation=ctx)
+    assert skewed.key in everything.rejected
+    own = build_strategy(dict(base, evidence="card_classes"))
+    ok = own.aggregate(g, [skewed], validation=ctx, histograms={skewed.key: [100] + [0] * 9})
+    assert ok.accepted == (skewed.key,) and ok.gains[skewed.key] > 0
+    lie = own.aggregate(g, [skewed], validation=ctx, histograms={skewed.key: [0] * 5 + [100] + [0] * 4})
+    assert "classes its data card declares" in lie.rejected[skewed.key]
+    # no histogram (a legacy caller): every sample counts, as before
+    legacy = own.aggregate(g, [skewed], validation=ctx)
+    assert legacy.rejected == everything.rejected
 
 
 def test_market_pays_colluders_nothing(parts, monkeypatch):

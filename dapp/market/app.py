@@ -216,7 +216,8 @@ class Market:
         except DataCardError as exc:
             raise InputRefused(f"invalid data card {call.data_cid}: {exc}") from None
         rnd.reveals[sender] = Submission(call.model_cid, call.data_cid, digest,
-                                         card.weight(spec.data_schema), card.num_samples)
+                                         card.weight(spec.data_schema), card.num_samples,
+                                         tuple(card.label_histogram))
         self._models[digest] = model
         out.report(f"update of {sender} accepted for round {rnd.index} of job {job.id}")
 

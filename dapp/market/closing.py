@@ -173,10 +173,13 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
         ctx = ValidationContext(spec.arch, public[0], public[1]) if validated and public else None
         if validated:
             # Each address's data card (its declared sample count) lets the rule tell one
-            # trainer's work split over identities (same card) from colluders (different cards).
+            # trainer's work split over identities (same card) from colluders (different cards);
+            # its label histogram names the classes its update is judged on (``card_classes``).
+            live = [k for k in keys if k not in overflowing]
             agg = strategy.aggregate(global_model, client_updates, validation=ctx,
-                                     claims={k: rnd.reveals[k].num_samples
-                                             for k in keys if k not in overflowing})
+                                     claims={k: rnd.reveals[k].num_samples for k in live},
+                                     histograms={k: rnd.reveals[k].label_histogram
+                                                 for k in live})
         else:
             agg = strategy.aggregate(global_model, client_updates, validation=ctx)
         accepted, rejected, new_model = list(agg.accepted), dict(agg.rejected), agg.model

@@ -26,6 +26,9 @@ class Submission:
     model_hash: str
     weight: int
     num_samples: int
+    label_histogram: tuple[int, ...] = ()
+    """The data card's declared label histogram: the classes the validated rule's
+    ``card_classes`` evidence judges this update on."""
 
 
 @dataclass

@@ -51,8 +51,18 @@ merging, in key order:
    default, rounded half up): its evidence is the probe's gain in the rule's ``utility`` (the
    clipped logit margin sum by default) over the global model's, and with ``or_correct`` its
    gain in correct predictions; it passes when either is positive and at least ``min_gain`` per
-   sample (logits, or predictions). No verdict depends on the other updates, so a majority of
-   cheap identities (near-copies of the global model) changes nothing;
+   public sample (logits, or predictions). With ``evidence = "card_classes"`` (the template's)
+   both gains are summed over the public samples of the trainer's own classes only: the labels
+   that hold at least the uniform share of its data card's histogram (``h_c * classes >=
+   total``; a balanced card is judged on every sample), the threshold staying ``min_gain`` x
+   the whole shard's size. Why: training on a few classes must improve those classes, and under
+   label skew it also pushes every other class towards them, so a balanced shard as a whole
+   rejects honest skewed work (MNIST, Dirichlet 0.1-0.5: 25 % of honest updates lowered the
+   whole shard's margin at step 1/4, 2 % lowered their own classes'), while flipped labels
+   lower the margin of the classes they hold (truthful card: 0-2 % passed; a card that claims
+   the flipped labels: 37-52 % passed at step 1/2, and are then paid by their Shapley value:
+   0). No verdict depends on the other updates, so a majority of cheap identities (near-copies
+   of the global model) changes nothing;
 2. boosted updates: a delta whose norm exceeds ``max_norm_ratio`` times the evidence-weighted
    lower median norm of the passing updates is rejected (a boosted update passes the damped
    probe like the update it scales);
@@ -105,7 +115,7 @@ import numpy as np
 
 from .arch import ArchSpec
 from .errors import AggregationError, InferenceOverflowError, StrategyConfigError
-from .inference import PreparedShard
+from .inference import PreparedShard, margins
 from .model_format import INT32_MAX, Model, model_hash
 
 MAX_WEIGHT_TOTAL = (1 << 31) - 1
@@ -113,6 +123,8 @@ DEFAULT_CLUSTER_COS = (23, 25)
 DEFAULT_COLLUSION_COS = Fraction(99, 100)
 WEIGHTINGS = ("gain", "sqrt_gain", "sqrt_gain_norm", "root4_gain_norm", "norm", "equal")
 DEFAULT_WEIGHTING = "root4_gain_norm"
+EVIDENCE = ("all", "card_classes")
+DEFAULT_EVIDENCE = "all"
 
 
 @dataclass(frozen=True)
@@ -160,18 +172,43 @@ class ValidationContext:
         self.shard = PreparedShard(arch, x, y)
         self.size = int(len(self.shard.y))
 
-    def utility(self, name: str, model: Mapping[str, np.ndarray]) -> int:
-        """``model``'s utility ``name`` on this data (raises InferenceOverflowError)."""
-        if name == "margin":
-            return self.shard.margin_sum(model, MARGIN_CLIP_LOGITS)
-        if name == "soft":
-            z = self.shard.logits(model)
-            rows = np.arange(z.shape[0])
-            true = z[rows, self.shard.y].copy()
-            z[rows, self.shard.y] = np.iinfo(np.int64).min
-            m = true - z.max(axis=1)
-            return int(np.clip(m, 0, MARGIN_CLIP_LOGITS << self.arch.scale_bits).sum())
-        return self.shard.count_correct(model)
+    def utility(self, name: str, model: Mapping[str, np.ndarray],
+                mask: np.ndarray | None = None) -> int:
+        """``model``'s utility ``name`` on this data, or on the samples ``mask`` selects
+        (raises InferenceOverflowError)."""
+        return self.utilities((name,), model, mask)[0]
+
+    def utilities(self, names: Sequence[str], model: Mapping[str, np.ndarray],
+                  mask: np.ndarray | None = None) -> list[int]:
+        """Several utilities from one inference pass."""
+        return [int(per.sum() if mask is None else per[mask].sum())
+                for per in self.per_sample(names, model)]
+
+    def per_sample(self, names: Sequence[str], model: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        """Each utility's per-sample values (int64), from one inference pass."""
+        z = self.shard.logits(model)
+        y = self.shard.y
+        out = []
+        for name in names:
+            if name == "correct":
+                per = (np.argmax(z, axis=1) == y).astype(np.int64)
+            else:
+                per = margins(z, y, MARGIN_CLIP_LOGITS << self.arch.scale_bits)
+                if name == "soft":
+                    per = np.maximum(per, 0)
+            out.append(per)
+        return out
+
+    def class_mask(self, histogram: Sequence[int]) -> np.ndarray | None:
+        """The samples of a trainer's own classes: labels holding at least the uniform share
+        (``h_c * classes >= total``) of the data its card declares; None (every sample) for
+        an empty or absent histogram."""
+        total = sum(histogram)
+        k = len(histogram)
+        if total <= 0 or k == 0:
+            return None
+        own = [c for c, h in enumerate(histogram) if h * k >= total]
+        return np.isin(self.shard.y, np.array(own, dtype=np.int64))
 
     def unit(self, name: str) -> int:
         """What one sample's worth of ``name`` is: 2**scale_bits (one logit), or 1 prediction."""
@@ -615,7 +652,7 @@ class Validated(Strategy):
                  second_chance: bool = True, step: Fraction = Fraction(1, 4),
                  max_norm_ratio: Fraction | None = Fraction(3),
                  collusion_cos: Fraction | None = DEFAULT_COLLUSION_COS,
-                 weighting: str = DEFAULT_WEIGHTING) -> None:
+                 weighting: str = DEFAULT_WEIGHTING, evidence: str = DEFAULT_EVIDENCE) -> None:
         if utility not in UTILITIES:
             raise StrategyConfigError(f"validated: utility must be one of {UTILITIES}, "
                                       f"got {utility!r}")
@@ -647,6 +684,10 @@ class Validated(Strategy):
             raise StrategyConfigError(f"validated: weighting must be one of {WEIGHTINGS}, got "
                                       f"{weighting!r}")
         self.weighting = weighting
+        if evidence not in EVIDENCE:
+            raise StrategyConfigError(f"validated: evidence must be one of {EVIDENCE}, got "
+                                      f"{evidence!r}")
+        self.evidence_on = evidence
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"rule": "validated", "utility": self.utility,
@@ -665,6 +706,8 @@ class Validated(Strategy):
                                   [self.collusion_cos.numerator, self.collusion_cos.denominator])
         if self.weighting != DEFAULT_WEIGHTING:
             d["weighting"] = self.weighting
+        if self.evidence_on != DEFAULT_EVIDENCE:
+            d["evidence"] = self.evidence_on
         return d
 
     def passes(self, gain: int, validation: ValidationContext, utility: str) -> bool:
@@ -735,9 +778,11 @@ class Validated(Strategy):
 
     def aggregate(self, global_model: Model, updates: Sequence[ClientUpdate],
                   validation: ValidationContext | None = None,
-                  claims: Mapping[str, int] | None = None) -> ValidatedResult:
+                  claims: Mapping[str, int] | None = None,
+                  histograms: Mapping[str, Sequence[int]] | None = None) -> ValidatedResult:
         """``claims``: each address's declared sample count (its data card); by default the
-        update's weight."""
+        update's weight. ``histograms``: each address's declared label histogram (its data
+        card), which ``evidence = "card_classes"`` judges it on; absent, every sample counts."""
         if validation is None:
             raise AggregationError("the validated rule needs validation data (the job's public "
                                    "shard)")
@@ -752,7 +797,9 @@ class Validated(Strategy):
             told = {a: claims[a] for a in told}
         caught = self.colluders(g, players, groups, told)
         base = validation.utility(self.utility, global_model)
-        base_correct = validation.utility("correct", global_model) if self.or_correct else 0
+        gate_names = ((self.utility, "correct") if self.or_correct and self.utility != "correct"
+                      else (self.utility,))
+        gate_base = validation.per_sample(gate_names, global_model)
         rejected: dict[str, str] = {}
         notes: dict[str, str] = {}
         gains: dict[str, int] = {}
@@ -766,10 +813,13 @@ class Validated(Strategy):
                 rejected[pl.key] = caught[pl.key]
                 continue
             probe = self.probe(g, u, global_model)
+            mask = (validation.class_mask(histograms.get(pl.key, ()))
+                    if self.evidence_on == "card_classes" and histograms is not None else None)
             try:
-                gain = validation.utility(self.utility, probe) - base
-                extra = (validation.utility("correct", probe) - base_correct
-                         if self.or_correct and self.utility != "correct" else None)
+                now = validation.per_sample(gate_names, probe)
+                diff = [int((a - b).sum() if mask is None else (a - b)[mask].sum())
+                        for a, b in zip(now, gate_base)]
+                gain, extra = diff[0], (diff[1] if len(diff) > 1 else None)
             except InferenceOverflowError as exc:
                 rejected[pl.key] = f"inference overflows on the validation data: {exc}"
                 continue
@@ -778,9 +828,11 @@ class Validated(Strategy):
                 live.append(pl)
             else:
                 also = (f" and {extra} correct predictions" if extra is not None else "")
-                rejected[pl.key] = (f"validated: improves the {self.utility} utility on the "
-                                    f"public validation data by {gain}{also}, below min_gain "
-                                    f"{self.min_gain} per sample (no measurable training)")
+                where = ("on the public validation samples of the classes its data card "
+                         "declares" if mask is not None else "on the public validation data")
+                rejected[pl.key] = (f"validated: improves the {self.utility} utility {where} "
+                                    f"by {gain}{also}, below min_gain {self.min_gain} per "
+                                    f"public sample (no measurable training)")
         if self.max_norm_ratio is not None and live:
             # Boosted updates (a delta scaled up to dominate) pass the damped probe like the
             # update they scale; their norm gives them away. The threshold is the
@@ -996,7 +1048,8 @@ _KEYS = {
     "norm_clip": {"rule", "mode", "max_norm", "max_norm_ratio", "then"},
     "distance_filter": {"rule", "max_ratio", "then"},
     "validated": {"rule", "utility", "min_gain", "cluster_cos", "clip", "or_correct",
-                  "second_chance", "step", "max_norm_ratio", "collusion_cos", "weighting"},
+                  "second_chance", "step", "max_norm_ratio", "collusion_cos", "weighting",
+                  "evidence"},
 }
 
 
@@ -1048,7 +1101,8 @@ def build_strategy(config: Any, _depth: int = 0) -> Strategy:
                          None if "collusion_cos" in config and config["collusion_cos"] is None
                          else _rational(config["collusion_cos"], "validated.collusion_cos")
                          if "collusion_cos" in config else DEFAULT_COLLUSION_COS,
-                         config.get("weighting", DEFAULT_WEIGHTING))
+                         config.get("weighting", DEFAULT_WEIGHTING),
+                         config.get("evidence", DEFAULT_EVIDENCE))
     then = build_strategy(config.get("then", "fedavg"), _depth + 1)
     if rule == "multi_krum":
         return MultiKrum(_pos_int(config, "f", 0), _pos_int(config, "m", 1), then)

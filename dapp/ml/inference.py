@@ -190,18 +190,23 @@ class PreparedShard:
         return margin_sum(self.logits(params), self.y, clip << self.arch.scale_bits)
 
 
-def margin_sum(logits: np.ndarray, y: np.ndarray, bound: int) -> int:
-    """sum_i clip(z_i[y_i] - max_{c != y_i} z_i[c], -bound, bound), exact in int64."""
+def margins(logits: np.ndarray, y: np.ndarray, bound: int) -> np.ndarray:
+    """Per sample ``clip(z_i[y_i] - max_{c != y_i} z_i[c], -bound, bound)`` (int64), with the
+    bound checked so that any sum of them fits int64."""
     z = np.asarray(logits, dtype=np.int64)
     y = np.asarray(y, dtype=np.int64)
     n = z.shape[0]
     if n == 0:
-        return 0
+        return np.zeros(0, dtype=np.int64)
     if bound < 0 or n * bound >= ACC_LIMIT:
         raise InferenceOverflowError(f"margin sum of {n} samples clipped at {bound} could overflow int64")
     rows = np.arange(n)
     true = z[rows, y]
     other = z.copy()
     other[rows, y] = np.iinfo(np.int64).min
-    m = true - other.max(axis=1)
-    return int(np.clip(m, -bound, bound).sum())
+    return np.clip(true - other.max(axis=1), -bound, bound)
+
+
+def margin_sum(logits: np.ndarray, y: np.ndarray, bound: int) -> int:
+    """sum_i clip(z_i[y_i] - max_{c != y_i} z_i[c], -bound, bound), exact in int64."""
+    return int(margins(logits, y, bound).sum())

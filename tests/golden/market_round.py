@@ -56,6 +56,20 @@ def toward(g: Model, target: Model, num: int, den: int, noise: np.ndarray | None
     return Model(out)
 
 
+def toward_classes(g: Model, target: Model, num: int, den: int, noise: np.ndarray,
+                   classes: tuple[int, ...]) -> Model:
+    """A skewed trainer: the output rows of its own classes move toward the teacher, the rest of
+    the model a quarter as far, so trainers with different classes send different updates."""
+    near = toward(g, target, num, 4 * den, noise)
+    far = toward(g, target, num, den, noise)
+    out = dict(near)
+    for name in ("fc.weight", "fc.bias"):
+        v = near[name].copy()
+        v[list(classes)] = far[name][list(classes)]
+        out[name] = v
+    return Model(out)
+
+
 def emit(lines: list[str], tag: str, res) -> None:
     for item in res.outputs.emitted:
         kind = "notice" if isinstance(item, Notice) else "voucher"
@@ -100,7 +114,9 @@ def run(source: str, lines: list[str]) -> None:
             "limits": {"max_shard_samples": 1000}}
     if validated:
         x = ints(stream, (32, 1, 8, 8), one).astype(np.int32)
-        spec.update(content_source="gio", aggregation={"rule": "validated"},
+        from client.jobs import DEMO_AGGREGATION
+
+        spec.update(content_source="gio", aggregation=DEMO_AGGREGATION,
                     public_validation=sim.content.put(encode_dataset(
                         x, predict(arch, teacher, x).astype(np.int32))),
                     contribution={"method": "shapley", "exact_max_players": 2,
@@ -127,9 +143,13 @@ def run(source: str, lines: list[str]) -> None:
         for i, t in enumerate(trainers):
             noise = ints(stream, (arch.param_count(),), 3)
             m = (toward(g, teacher, -3, 1, noise) if i == 4
+                 else toward_classes(g, teacher, i + 1, 8, noise, (2 * i, 2 * i + 1)) if validated
                  else toward(g, teacher, i + 1, 8, noise))
+            # under the template's rule, skewed cards: trainer i holds classes 2i and 2i + 1
+            hist = ([50 * (i + 1) if c in (2 * i, 2 * i + 1) else 0 for c in range(10)]
+                    if validated else [10 * (i + 1)] * 10)
             card = json.dumps({"version": 1, "num_samples": 100 * (i + 1),
-                               "label_histogram": [10 * (i + 1)] * 10,
+                               "label_histogram": hist,
                                "feature_shape": [1, 8, 8], "data_commitment": "0x" + "11" * 32,
                                "dp": None}).encode()
             sub = (sim.content.put(encode_model(m, arch)), sim.content.put(card),
