@@ -96,9 +96,11 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -254,6 +256,12 @@ class Data:
         key = tuple(players)
         if key in self.fl_shapley:
             return self.fl_shapley[key]
+        disk = json.dumps([st.alpha, st.n, st.seed, st.rounds, players, HPARAMS, POOL_PER_TRAINER, ARCH, TEST],
+                          sort_keys=True)
+        cache = _truth_cache()
+        if disk in cache:
+            self.fl_shapley[key] = {int(k): v for k, v in cache[disk].items()}
+            return self.fl_shapley[key]
         from dapp.ml.aggregation import FedAvg, flatten, unflatten_like
 
         k = len(players)
@@ -277,7 +285,25 @@ class Data:
                     tot += fact[size] * fact[k - size - 1] / fact[k] * (value[mask | 1 << j] - value[mask])
             phi[p] = tot
         self.fl_shapley[key] = phi
+        cache = _truth_cache()
+        cache[disk] = phi
+        tmp = TRUTH_CACHE.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        tmp.replace(TRUTH_CACHE)
         return phi
+
+
+TRUTH_CACHE = Path(__file__).resolve().parents[1] / ".cache" / "robustness_truth.json"
+"""Federated Shapley values already trained, keyed by everything they depend on (128+
+federations each): reruns and parallel workers reuse them."""
+
+
+def _truth_cache() -> dict[str, Any]:
+    try:
+        return json.loads(TRUTH_CACHE.read_text())
+    except (OSError, ValueError):
+        TRUTH_CACHE.parent.mkdir(parents=True, exist_ok=True)
+        return {}
 
 
 MAX_EXACT_TRUTH = 8
@@ -441,10 +467,13 @@ def run_config(d: Mnist, st: Setting, data: Data, rule: Any, attack: str) -> dic
     hv = [float(wei[i]) for i in honest]
     rho = spearman(hv, [truth[i] for i in honest]) if len(set(hv)) > 1 else float("nan")
     rho_fl = float("nan")
+    fl: dict[int, float] = {}
     if len(honest) <= MAX_EXACT_TRUTH and len(set(hv)) > 1:
         fl = data.federated_shapley(d, st, arch, honest)
         rho_fl = spearman(hv, [fl[i] for i in honest])
     return {"honest_reward_rho_fl_shapley": rho_fl, "wei": [wei[i] for i in range(st.n)],
+            "truth_fl_shapley": {str(i): fl[i] for i in sorted(fl)},
+            "truth_solo": {str(i): truth[i] for i in honest},
             "attackers_accepted": att_acc / att_sub if att_sub else float("nan"),
             "accuracy_last2": sum(acc[-2:]) / len(acc[-2:]), "accuracy": acc,
             "attackers_wei_share": (sum(wei[i] for i in attackers) / paid) if paid else 0.0,

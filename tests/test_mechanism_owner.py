@@ -166,9 +166,18 @@ def test_the_validated_rule_scores_with_one_utility():
     from dapp.content.unixfs import chunk
     from tests.mechanism_scenarios import CONTRIBUTION
 
+    from tests.mechanism_scenarios import VALIDATED
+
     cid = str(chunk(b"a public shard")[0])
-    with pytest.raises(SpecError, match="differs from aggregation.utility"):
+    with pytest.raises(SpecError, match="differs from the validated rule's score utility"):
         parse_spec(_spec_with(public_validation=cid,
                               contribution=dict(CONTRIBUTION, utility="correct")))
     assert parse_spec(_spec_with(public_validation=cid, contribution=dict(
         CONTRIBUTION, utility="margin"))).public_validation == cid
+    # a rule that values contributions in correct predictions agrees with "correct" only
+    by_correct = dict(VALIDATED, score_utility="correct")
+    assert parse_spec(_spec_with(public_validation=cid, aggregation=by_correct, contribution=dict(
+        CONTRIBUTION, utility="correct"))).public_validation == cid
+    with pytest.raises(SpecError, match="score utility 'correct'"):
+        parse_spec(_spec_with(public_validation=cid, aggregation=by_correct,
+                              contribution=dict(CONTRIBUTION, utility="margin")))

@@ -127,6 +127,18 @@ def test_evidence_config_round_trips_and_is_checked():
             build_strategy(dict(VALIDATED, evidence=bad))
 
 
+def test_score_utility_config_round_trips_and_is_checked():
+    earlier = {k: v for k, v in VALIDATED.items() if k != "score_utility"}
+    assert "score_utility" not in build_strategy(earlier).to_dict()
+    assert build_strategy(earlier).score_utility == "margin"  # "rule": the gate's utility
+    s = build_strategy(dict(VALIDATED, score_utility="correct"))
+    assert s.score_utility == "correct" and s.to_dict()["score_utility"] == "correct"
+    assert build_strategy(s.to_dict()).to_dict() == s.to_dict()
+    for bad in ("accuracy", 0, None):
+        with pytest.raises(StrategyConfigError, match="score_utility"):
+            build_strategy(dict(VALIDATED, score_utility=bad))
+
+
 def test_a_card_s_classes_are_those_holding_the_uniform_share():
     d = digits()
     ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)

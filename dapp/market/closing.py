@@ -13,8 +13,9 @@ one, which the owner can no longer change.
    result of several different datasets, so such a group is paid nothing, while one trainer's
    work split over identities under one card stays one player paid once.
 2. Each accepted player's contribution is its Shapley value (or leave-one-out) for "correct
-   predictions of the aggregate on the scoring set"; copies share their player's value
-   (``validated``: pro rata to their validation gains).
+   predictions of the aggregate on the scoring set" (``validated``: its ``score_utility``, by
+   default the gate's margin); copies share their player's value (``validated``: pro rata to
+   their validation gains).
 3. The round's budget is split pro rata over positive contributions in integer wei (floor).
    ``validated`` declares more steps so that accepted work is always paid: when no player
    scores positive on the scoring set, the public shard alone decides, then correct
@@ -110,7 +111,8 @@ def _score_validated(spec: JobSpec, strategy: Validated, global_model: Model,
                      agg: ValidatedResult, data: Shard, public: Shard, seed: bytes
                      ) -> tuple[dict[str, Fraction], str]:
     """Cluster values times each member's share. Declared order, first one where some cluster
-    scores positive: the rule's utility on the scoring set (the spec's contribution method),
+    scores positive: the rule's score utility (``score_utility``; by default the gate's) on the
+    scoring set (the spec's contribution method),
     then, by leave-one-out, on the public shard alone, then correct predictions on the scoring
     set, then on the public shard; else each cluster's evidence weight (its largest member
     gain, at least 1)."""
@@ -119,7 +121,8 @@ def _score_validated(spec: JobSpec, strategy: Validated, global_model: Model,
     shards = [(data, "secret+public" if data is not public else "public")]
     if data is not public:
         shards.append((public, "public"))
-    names = [strategy.utility] + (["correct"] if strategy.utility != "correct" else [])
+    score = strategy.score_utility
+    names = [score] + (["correct"] if score != "correct" else [])
     first = True
     for name in names:
         for shard, where in shards:
@@ -130,7 +133,7 @@ def _score_validated(spec: JobSpec, strategy: Validated, global_model: Model,
                                    None if first else {"method": "loo"})
             first = False
             if any(v > 0 for v in vals.values()):
-                how = where if name == strategy.utility else f"{where} (correct)"
+                how = where if name == score else f"{where} (correct)"
                 break
         else:
             continue

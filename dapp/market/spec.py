@@ -230,12 +230,12 @@ def parse_spec(data: bytes) -> JobSpec:
         if public is None:
             raise SpecError("public_validation: missing; the validated rule gates every update "
                             "on the job's public validation shard")
-        # One utility decides both acceptance and pay under this rule: the rule's.
-        rule_utility = build_strategy(aggregation).to_dict()["utility"]
+        # Under this rule the rule decides what pay is measured in (its score utility).
+        rule_utility = build_strategy(aggregation).score_utility
         if "utility" in contribution and contribution["utility"] != rule_utility:
-            raise SpecError(f"contribution.utility {contribution['utility']!r} differs from "
-                            f"aggregation.utility {rule_utility!r}: the validated rule scores "
-                            f"contributions with its own utility")
+            raise SpecError(f"contribution.utility {contribution['utility']!r} differs from the "
+                            f"validated rule's score utility {rule_utility!r}: the rule scores "
+                            f"contributions with its own (aggregation.score_utility)")
         if contribution.get("margin_clip", MARGIN_CLIP_LOGITS) != MARGIN_CLIP_LOGITS:
             raise SpecError(f"contribution.margin_clip: the validated rule clips margins at "
                             f"{MARGIN_CLIP_LOGITS} logits")
@@ -244,7 +244,7 @@ def parse_spec(data: bytes) -> JobSpec:
     validated = aggregation.get("rule") == "validated"
     cost = close_cost(arch, contribution, max_trainers, limits.max_shard_samples,
                       public_shard=public is not None, validated=validated,
-                      utility=(build_strategy(aggregation).to_dict()["utility"] if validated
+                      utility=(build_strategy(aggregation).score_utility if validated
                                else "correct"))
     problems = cost.over_budget()
     if problems:
