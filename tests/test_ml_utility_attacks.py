@@ -32,3 +32,24 @@ def test_dirichlet_split_partitions_with_a_floor() -> None:
     parts = dirichlet_split(y, 10, 0.1, np.random.default_rng(1), min_size=10)
     allidx = np.concatenate(parts)
     assert sorted(allidx.tolist()) == list(range(1000)) and min(len(p) for p in parts) >= 10
+
+
+def test_the_bench_runs_a_tiny_setting_through_the_market(monkeypatch, tmp_path) -> None:
+    """One Dirichlet split, 4 trainers (one label flipper), one round: real MNIST, real training,
+    the market's close_round, both FedAvg baselines and the federated-Shapley truth (cached)."""
+    import json
+
+    import bench.robustness as rb
+    from client.jobs import DEMO_AGGREGATION
+
+    monkeypatch.setattr(rb, "POOL_PER_TRAINER", 150)
+    monkeypatch.setattr(rb, "TRUTH_CACHE", tmp_path / "truth.json")
+    setting = rb.Setting(0.5, 4, 0.25, 0, 1, False)
+    rows = rb.run_setting((setting, json.dumps([DEMO_AGGREGATION]), ("label_flip",)))
+    (row,) = rows
+    assert row["attack"] == "label_flip" and row["rule"] == "validated"
+    assert row["paid"] + 4 >= rb.BUDGET  # one round pays its whole budget (floor dust aside)
+    assert 0 <= row["attackers_wei_share"] <= 1 and sum(row["wei"]) == row["paid"]
+    assert 0 <= row["fedavg_without_attackers"] <= 1 and 0 <= row["fedavg_no_attack"] <= 1
+    assert set(row["truth_fl_shapley"]) == {"0", "1", "2"}
+    assert json.loads((tmp_path / "truth.json").read_text())  # the truth was cached
