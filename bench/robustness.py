@@ -160,6 +160,13 @@ def rule_name(rule: Any) -> str:
     return "+".join(parts)
 
 
+def contribution_for(n: int) -> dict[str, Any]:
+    """The template's contribution method; above 10 trainers 40 orders instead of 48, because
+    this arch's worst 50-trainer round is 1.0008x the close budget at 48 (the template's digits
+    CNN is at 0.94)."""
+    return CONTRIBUTION if n <= 10 else dict(CONTRIBUTION, permutations=40)
+
+
 def address(i: int) -> str:
     return "0x" + f"{0xbe000 + i:040x}"
 
@@ -385,7 +392,7 @@ def run_config(d: Mnist, st: Setting, data: Data, rule: Any, attack: str) -> dic
     spec = {"version": 1, "name": "mnist-robustness", "arch": ARCH, "initial_model": init_cid,
             "rounds": st.rounds, "windows": WINDOWS, "hparams": HPARAMS,
             "aggregation": {"rule": rule} if isinstance(rule, str) else rule,
-            "contribution": CONTRIBUTION, "fallback": "equal",
+            "contribution": contribution_for(st.n), "fallback": "equal",
             "data_schema": {"feature_shape": [1, 28, 28], "num_classes": 10, "max_samples": 100000,
                             "weight_cap": 2000},
             "validation": commitments, "public_validation": public_cid, "max_trainers": st.n,
