@@ -691,18 +691,9 @@ class Validated(Strategy):
             raise StrategyConfigError(f"validated: collusion_cos {collusion_cos} must lie in "
                                       f"(0, 1] or be null")
         self.collusion_cos = collusion_cos
-        if weighting not in WEIGHTINGS:
-            raise StrategyConfigError(f"validated: weighting must be one of {WEIGHTINGS}, got "
-                                      f"{weighting!r}")
-        self.weighting = weighting
-        if evidence not in EVIDENCE:
-            raise StrategyConfigError(f"validated: evidence must be one of {EVIDENCE}, got "
-                                      f"{evidence!r}")
-        self.evidence_on = evidence
-        if score_utility not in SCORE_UTILITIES:
-            raise StrategyConfigError(f"validated: score_utility must be one of "
-                                      f"{SCORE_UTILITIES}, got {score_utility!r}")
-        self.score_utility_name = score_utility
+        self.weighting = _one_of("weighting", weighting, WEIGHTINGS)
+        self.evidence_on = _one_of("evidence", evidence, EVIDENCE)
+        self.score_utility_name = _one_of("score_utility", score_utility, SCORE_UTILITIES)
 
     @property
     def score_utility(self) -> str:
@@ -1034,6 +1025,12 @@ class Validated(Strategy):
                     for i, p in enumerate(reps)]
         return _Built(reps, members, shares, notes, ru, rw, t2, self.combine_flat(g, ru, rw),
                       median_sq)
+
+
+def _one_of(field: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise StrategyConfigError(f"validated: {field} must be one of {allowed}, got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
