@@ -466,9 +466,11 @@ def test_wallet_executes_a_voucher_from_the_page(market: Market, dashboard: Any,
     assert not errors, errors
 
 
-def test_cli_serves_the_dashboard(market: Market) -> None:
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_cli_serves_the_dashboard(market: Market, sigint: str) -> None:
     """`tributary dashboard --port 0` as a user runs it: one line with the URL, then the API
-    answers what the notices say, until Ctrl-C."""
+    answers what the notices say, until Ctrl-C; also when started with SIGINT ignored (a
+    background job of a non-interactive shell), which once left it running until killed."""
     import signal
     import subprocess
     import sys
@@ -477,7 +479,9 @@ def test_cli_serves_the_dashboard(market: Market) -> None:
            "--node", market.node_url, "--store", str(market.root / "content"),
            "dashboard", "--port", "0"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIBUTARY_")}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(
+                                signal.SIGINT, signal.SIG_IGN if sigint == "ignored" else signal.SIG_DFL))
     try:
         line = proc.stdout.readline() if proc.stdout else ""
         assert line.startswith("dashboard on http://127.0.0.1:"), (line, proc.stderr and proc.stderr.read())

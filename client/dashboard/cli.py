@@ -6,6 +6,7 @@ dashboard needs (and its failure messages) lives in this package.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -42,9 +43,16 @@ def serve(st: Any, host: str, port: int) -> None:
         sys.exit(1)
     click.echo(f"dashboard on {srv.url}  (node {cfg.node_url}, chain "
                f"{cfg.rpc_url or 'not configured'}, Application {views.feed.app}); Ctrl-C stops it")
+    # Ctrl-C and SIGTERM stop it even when it was started with SIGINT ignored (a background job
+    # of a non-interactive shell), as `dev up`, the node and the demo do.
+    old = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         srv.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         srv.server_close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
