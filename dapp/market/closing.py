@@ -164,8 +164,8 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
                 count_correct(spec.arch, updates[k], data[0], data[1])
             except InferenceOverflowError as exc:
                 overflowing[k] = f"inference overflows on the validation shard: {exc}"
-    client_updates = [ClientUpdate(k, updates[k], rnd.reveals[k].weight)
-                      for k in keys if k not in overflowing]
+    live = [k for k in keys if k not in overflowing]
+    client_updates = [ClientUpdate(k, updates[k], rnd.reveals[k].weight) for k in live]
     strategy = build_strategy(spec.aggregation)
     validated = strategy.rule == "validated"
     if validated and public is None:
@@ -178,7 +178,6 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
             # Each address's data card (its declared sample count) lets the rule tell one
             # trainer's work split over identities (same card) from colluders (different cards);
             # its label histogram names the classes its update is judged on (``card_classes``).
-            live = [k for k in keys if k not in overflowing]
             agg = strategy.aggregate(global_model, client_updates, validation=ctx,
                                      claims={k: rnd.reveals[k].num_samples for k in live},
                                      histograms={k: rnd.reveals[k].label_histogram

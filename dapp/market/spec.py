@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dapp.market.cost import close_cost
-from dapp.ml.aggregation import MARGIN_CLIP_LOGITS, MAX_WEIGHT_TOTAL, build_strategy
+from dapp.ml.aggregation import MARGIN_CLIP_LOGITS, MAX_WEIGHT_TOTAL, Validated, build_strategy
 from dapp.ml.arch import ArchSpec
 from dapp.ml.contribution import parse_method
 from dapp.ml.hparams import parse_config as parse_hparams
@@ -149,7 +149,7 @@ def parse_spec(data: bytes) -> JobSpec:
 
     aggregation = _get(raw, "aggregation", dict, "")
     try:
-        build_strategy(aggregation)
+        strategy = build_strategy(aggregation)
     except Exception as exc:
         raise SpecError(f"aggregation: {exc}") from exc
     contribution = _get(raw, "contribution", dict, "")
@@ -226,26 +226,25 @@ def parse_spec(data: bytes) -> JobSpec:
             raise
         except Exception as exc:
             raise SpecError(f"public_validation: not a valid CID: {exc}") from exc
-    if aggregation.get("rule") == "validated":
+    validated = isinstance(strategy, Validated)
+    score_utility = strategy.score_utility if validated else "correct"
+    if validated:
         if public is None:
             raise SpecError("public_validation: missing; the validated rule gates every update "
                             "on the job's public validation shard")
         # Under this rule the rule decides what pay is measured in (its score utility).
-        rule_utility = build_strategy(aggregation).score_utility
-        if "utility" in contribution and contribution["utility"] != rule_utility:
+        if "utility" in contribution and contribution["utility"] != score_utility:
             raise SpecError(f"contribution.utility {contribution['utility']!r} differs from the "
-                            f"validated rule's score utility {rule_utility!r}: the rule scores "
+                            f"validated rule's score utility {score_utility!r}: the rule scores "
                             f"contributions with its own (aggregation.score_utility)")
         if contribution.get("margin_clip", MARGIN_CLIP_LOGITS) != MARGIN_CLIP_LOGITS:
             raise SpecError(f"contribution.margin_clip: the validated rule clips margins at "
                             f"{MARGIN_CLIP_LOGITS} logits")
     # Every job shares one backend: the worst round this spec allows must close within the
     # declared budget (dapp/market/cost.py), checked now rather than discovered at close time.
-    validated = aggregation.get("rule") == "validated"
     cost = close_cost(arch, contribution, max_trainers, limits.max_shard_samples,
                       public_shard=public is not None, validated=validated,
-                      utility=(build_strategy(aggregation).score_utility if validated
-                               else "correct"))
+                      utility=score_utility)
     problems = cost.over_budget()
     if problems:
         raise SpecError("the spec's worst round is too expensive to close: " + "; ".join(problems)

@@ -59,9 +59,9 @@ merging, in key order:
    label skew it also pushes every other class towards them, so a balanced shard as a whole
    rejects honest skewed work (MNIST, Dirichlet 0.1-0.5: 25 % of honest updates lowered the
    whole shard's margin at step 1/4, 2 % lowered their own classes'), while flipped labels
-   lower the margin of the classes they hold (truthful card: 0-2 % passed; a card that claims
-   the flipped labels: 37-52 % passed at step 1/2, and are then paid by their Shapley value:
-   0). No verdict depends on the other updates, so a majority of cheap identities (near-copies
+   lower the margin of the classes they hold (at the template's step 1/2, truthful card: none
+   passed, 2-20 % at step 1/4; a card that claims the flipped labels: 2-52 % passed, and are
+   then paid by their Shapley value: 0). No verdict depends on the other updates, so a majority of cheap identities (near-copies
    of the global model) changes nothing;
 2. boosted updates: a delta whose norm exceeds ``max_norm_ratio`` times the evidence-weighted
    lower median norm of the passing updates is rejected (a boosted update passes the damped
@@ -186,13 +186,8 @@ class ValidationContext:
                 mask: np.ndarray | None = None) -> int:
         """``model``'s utility ``name`` on this data, or on the samples ``mask`` selects
         (raises InferenceOverflowError)."""
-        return self.utilities((name,), model, mask)[0]
-
-    def utilities(self, names: Sequence[str], model: Mapping[str, np.ndarray],
-                  mask: np.ndarray | None = None) -> list[int]:
-        """Several utilities from one inference pass."""
-        return [int(per.sum() if mask is None else per[mask].sum())
-                for per in self.per_sample(names, model)]
+        (per,) = self.per_sample((name,), model)
+        return int(per.sum() if mask is None else per[mask].sum())
 
     def per_sample(self, names: Sequence[str], model: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         """Each utility's per-sample values (int64), from one inference pass."""
@@ -595,6 +590,40 @@ def dot_exact(a: np.ndarray, b: np.ndarray) -> int:
             + int((al * bl).sum()))
 
 
+def cos_at_least(di: np.ndarray, dj: np.ndarray, ni: int, nj: int, ratio: Fraction) -> bool:
+    """cos(di, dj) >= p/q, decided exactly: dot > 0 and dot^2 q^2 >= p^2 |di|^2 |dj|^2 (ni, nj
+    the squared norms)."""
+    dot = dot_exact(di, dj)
+    p, q = ratio.numerator, ratio.denominator
+    return dot > 0 and dot * dot * q * q >= p * p * ni * nj
+
+
+def cosine_groups(deltas: Sequence[np.ndarray], ratio: Fraction) -> dict[int, list[int]]:
+    """Transitive groups of deltas whose pairwise cosine is at least ``ratio`` = p/q, decided
+    exactly (``dot > 0`` and ``dot^2 q^2 >= p^2 |d_i|^2 |d_j|^2``), as {smallest index:
+    indices in order}. Union-find with path halving; a pair already in one group is not
+    tested again."""
+    k = len(deltas)
+    norms = [sq_norm(x) for x in deltas]
+    parent = list(range(k))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i in range(k):
+        for j in range(i + 1, k):
+            if root(i) != root(j) and cos_at_least(deltas[i], deltas[j], norms[i], norms[j], ratio):
+                a, b = sorted((root(i), root(j)))
+                parent[b] = a
+    groups: dict[int, list[int]] = {}
+    for i in range(k):
+        groups.setdefault(root(i), []).append(i)
+    return groups
+
+
 def weighted_lower_median(values: Sequence[int], weights: Sequence[int]) -> int:
     """The smallest value v (in ascending order, ties kept in input order) at which the weights
     of the values up to v reach half the total: cheap identities with small weights cannot move
@@ -734,10 +763,8 @@ class Validated(Strategy):
         return FedAvg().combine_flat(g, u, w)
 
     def similar(self, di: np.ndarray, dj: np.ndarray, ni: int, nj: int) -> bool:
-        """cos(di, dj) >= p/q, decided exactly: dot > 0 and dot^2 q^2 >= p^2 |di|^2 |dj|^2."""
-        dot = dot_exact(di, dj)
-        p, q = self.cluster_cos.numerator, self.cluster_cos.denominator
-        return dot > 0 and dot * dot * q * q >= p * p * ni * nj
+        """Near-duplicates: cos(di, dj) >= ``cluster_cos``, exactly."""
+        return cos_at_least(di, dj, ni, nj, self.cluster_cos)
 
     def colluders(self, g: np.ndarray, players: Sequence[ClientUpdate],
                   groups: Mapping[str, tuple[str, ...]],
@@ -757,29 +784,8 @@ class Validated(Strategy):
         if self.collusion_cos is None:
             return out
         live = [pl for pl in players if not np.array_equal(flatten(pl.model), g)]
-        k = len(live)
-        d = [flatten(pl.model) - g for pl in live]
-        norms = [sq_norm(x) for x in d]
-        parent = list(range(k))
-
-        def root(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        p, q = self.collusion_cos.numerator, self.collusion_cos.denominator
-        for i in range(k):
-            for j in range(i + 1, k):
-                if root(i) != root(j):
-                    dot = dot_exact(d[i], d[j])
-                    if dot > 0 and dot * dot * q * q >= p * p * norms[i] * norms[j]:
-                        a, b = sorted((root(i), root(j)))
-                        parent[b] = a
-        comps: dict[int, list[int]] = {}
-        for i in range(k):
-            comps.setdefault(root(i), []).append(i)
-        for idx in comps.values():
+        for idx in cosine_groups([flatten(pl.model) - g for pl in live],
+                                 self.collusion_cos).values():
             addrs = [a for i in idx for a in groups[live[i].key]]
             told = sorted({claims[a] for a in addrs})
             if len(addrs) > 1 and len(told) > 1:
@@ -810,7 +816,6 @@ class Validated(Strategy):
                 raise AggregationError(f"claims lack addresses {missing[:3]}")
             told = {a: claims[a] for a in told}
         caught = self.colluders(g, players, groups, told)
-        base = validation.utility(self.utility, global_model)
         gate_names = ((self.utility, "correct") if self.or_correct and self.utility != "correct"
                       else (self.utility,))
         gate_base = validation.per_sample(gate_names, global_model)
@@ -943,26 +948,9 @@ class Validated(Strategy):
     def _build(self, g: np.ndarray, global_model: Model, live: list[ClientUpdate],
                gains: dict[str, int], groups: dict[str, tuple[str, ...]]) -> "_Built":
         """Cluster, weigh, clip and combine the accepted players (see the module docstring)."""
-        k = len(live)
-        u = np.stack([flatten(p.model) for p in live]) if k else np.zeros((0, g.size), np.int64)
-        d = u - g
-        norms = [sq_norm(d[i]) for i in range(k)]
-        parent = list(range(k))
-
-        def root(i: int) -> int:
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        for i in range(k):
-            for j in range(i + 1, k):
-                if root(i) != root(j) and self.similar(d[i], d[j], norms[i], norms[j]):
-                    a, b = sorted((root(i), root(j)))
-                    parent[b] = a
-        clusters: dict[int, list[int]] = {}
-        for i in range(k):
-            clusters.setdefault(root(i), []).append(i)
+        u = (np.stack([flatten(p.model) for p in live]) if live
+             else np.zeros((0, g.size), np.int64))
+        clusters = cosine_groups(list(u - g), self.cluster_cos)
         reps: list[ClientUpdate] = []
         members: dict[str, tuple[str, ...]] = {}
         shares: dict[str, Fraction] = {}
