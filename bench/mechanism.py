@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from bench import write_results
-from tests.mechanism_scenarios import (IDENTITIES, JobRun, Trainer, run_job, split_pool)
+from tests.mechanism_scenarios import (IDENTITIES, VALIDATED, JobRun, Trainer, run_job, split_pool)
 
 BUDGET = 10**18
 LEGACY = {"rule": "norm_clip", "mode": "reject", "max_norm_ratio": [3, 1],
@@ -62,6 +62,10 @@ def main() -> dict[str, Any]:
     # plain FedAvg
     for rule, config, names, rounds, public in (
             ("validated", None, OWNER_ROWS, 3, True),
+            # the same rule valuing work in correct predictions (``score_utility``), which the
+            # template does not do: what it would cost against identities that train a little
+            ("validated, valued in correct predictions", dict(VALIDATED, score_utility="correct"),
+             ["honest", "train_little"], 3, True),
             ("old template, no public shard", LEGACY, LEGACY_ROWS, 1, False),
             ("fedavg, no public shard", {"rule": "fedavg"}, LEGACY_ROWS, 1, False)):
         for name in names:

@@ -95,7 +95,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import statistics
 import time
@@ -110,7 +109,8 @@ from bench.datasets import Mnist, dirichlet_split, mnist
 from client.jobs import DEMO_CONTRIBUTION
 from client.training import train_local
 from dapp.market import protocol as p
-from dapp.ml.aggregation import build_strategy
+from dapp.ml.aggregation import FedAvg, build_strategy, flatten, unflatten_like
+from dapp.ml.contribution import shapley_exact
 from dapp.ml.arch import ArchSpec
 from dapp.ml.fixedpoint import dequantize, quantize
 from dapp.ml.inference import count_correct
@@ -252,7 +252,6 @@ class Data:
                 self.solo[i] = count_correct(arch, m, *self.test) / TEST
         return self.solo
 
-
     def federated_shapley(self, d: Mnist, st: Setting, arch: ArchSpec,
                           players: list[int]) -> dict[int, float]:
         """Exact Shapley value of each player's data in the federation: v(S) is the held-out
@@ -269,28 +268,20 @@ class Data:
         if disk in cache:
             self.fl_shapley[key] = {int(k): v for k, v in cache[disk].items()}
             return self.fl_shapley[key]
-        from dapp.ml.aggregation import FedAvg, flatten, unflatten_like
 
-        k = len(players)
-        value: dict[int, float] = {}
-        for mask in range(1 << k):
-            members = [players[j] for j in range(k) if mask >> j & 1]
+        def federation(coalition: tuple[str, ...]) -> int:
+            """Correct test predictions after st.rounds rounds of FedAvg among the coalition."""
+            members = sorted(int(c) for c in coalition)
             g = self.init
             for r in range(st.rounds if members else 0):
                 ups = [flatten(train_local(arch, g, d.x_train[self.parts[i]], d.y_train[self.parts[i]],
                                            HPARAMS, seed=1000 * r + i)[0]) for i in members]
                 w = np.array([len(self.parts[i]) for i in members], dtype=np.int64)
                 g = unflatten_like(FedAvg().combine_flat(flatten(g), np.stack(ups), w), g)
-            value[mask] = count_correct(arch, g, *self.test) / TEST
-        fact = [math.factorial(j) for j in range(k + 1)]
-        phi = {}
-        for j, p in enumerate(players):
-            tot = 0.0
-            for mask in range(1 << k):
-                if not mask >> j & 1:
-                    size = bin(mask).count("1")
-                    tot += fact[size] * fact[k - size - 1] / fact[k] * (value[mask | 1 << j] - value[mask])
-            phi[p] = tot
+            return count_correct(arch, g, *self.test)
+
+        exact = shapley_exact([str(i) for i in players], federation)
+        phi = {int(k): float(v) / TEST for k, v in exact.items()}
         self.fl_shapley[key] = phi
         cache = _truth_cache()
         cache[disk] = phi
