@@ -217,7 +217,7 @@ class Market:
             raise InputRefused(f"invalid data card {call.data_cid}: {exc}") from None
         rnd.reveals[sender] = Submission(call.model_cid, call.data_cid, digest,
                                          card.weight(spec.data_schema), card.num_samples,
-                                         tuple(card.label_histogram))
+                                         ",".join(map(str, card.label_histogram)))
         self._models[digest] = model
         out.report(f"update of {sender} accepted for round {rnd.index} of job {job.id}")
 
@@ -262,6 +262,9 @@ class Market:
         updates = {a: self._models[s.model_hash] for a, s in rnd.reveals.items()}
         result = close_round(spec, job, rnd, self._models[job.global_model_hash], updates, shard,
                              public)
+        # The cards' histograms served the close only: closed rounds do not keep them.
+        for sub in rnd.reveals.values():
+            sub.label_histogram = ""
 
         for addr in sorted(result.payouts):
             st.ledger.credit(job.token, addr, result.payouts[addr])

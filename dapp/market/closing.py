@@ -180,8 +180,7 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
             # its label histogram names the classes its update is judged on (``card_classes``).
             agg = strategy.aggregate(global_model, client_updates, validation=ctx,
                                      claims={k: rnd.reveals[k].num_samples for k in live},
-                                     histograms={k: rnd.reveals[k].label_histogram
-                                                 for k in live})
+                                     histograms={k: rnd.reveals[k].histogram for k in live})
         else:
             agg = strategy.aggregate(global_model, client_updates, validation=ctx)
         accepted, rejected, new_model = list(agg.accepted), dict(agg.rejected), agg.model

@@ -26,9 +26,16 @@ class Submission:
     model_hash: str
     weight: int
     num_samples: int
-    label_histogram: tuple[int, ...] = ()
-    """The data card's declared label histogram: the classes the validated rule's
-    ``card_classes`` evidence judges this update on."""
+    label_histogram: str = ""
+    """The data card's declared label histogram, its counts comma-separated: the classes the
+    validated rule's ``card_classes`` evidence judges this update on. A string because the
+    whole state is copied for every input and a string is copied in O(1) (a tuple of up to
+    num_classes = 65,536 counts per reveal was 0.66 s per input for one open 50-trainer
+    round); emptied when the round closes."""
+
+    @property
+    def histogram(self) -> tuple[int, ...]:
+        return tuple(int(c) for c in self.label_histogram.split(",")) if self.label_histogram else ()
 
 
 @dataclass
