@@ -72,9 +72,9 @@ initial model, every member training exactly as in the market runs; every coalit
 trainers. It is what "what your data added to the model" means, averaged over every order of
 joining, and is computed away from the market (test set, no validation shard, no rule).
 ``rho_solo``, the test accuracy of a model trained on the trainer's data alone, is kept for
-comparison and for 50 trainers: it ranks 0.18 against the federated Shapley value on one
-setting measured (Dirichlet 0.5, seed 0), because under skew what a shard adds to the others
-is not what it teaches alone. Central leave-one-out was tried as the issue suggests, but with
+comparison and for 50 trainers; the rows keep both truths (``truth_fl_shapley``,
+``truth_solo``), which rank differently because under skew what a shard adds to the others is
+not what it teaches alone. Central leave-one-out was tried as the issue suggests, but with
 10-50 trainers each holding 2-10 % of the data, retraining noise swamps one trainer's removal.
 
 Rules are spec aggregation configs (``--rules`` takes a JSON list); by default FedAvg, Multi-Krum,
