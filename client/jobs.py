@@ -37,12 +37,12 @@ DIGITS_CNN: dict[str, Any] = {
         {"type": "linear", "name": "fc1", "in_features": 128, "out_features": 10}]}
 
 # The market's default rule (issue 10): every update is gated on the job's public validation
-# shard, near-duplicates are one player, deltas are clipped to the gain-weighted median norm and
-# combined by validation gain. No majority of cheap identities can capture it (Multi-Krum keeps
+# shard, near-duplicates are one player, deltas are combined in full by validation gain and
+# valued (Shapley) clipped to the gain-weighted median norm, so a longer step is not paid as data. No majority of cheap identities can capture it (Multi-Krum keeps
 # the largest cluster, so an owner with many identities could reject every honest update).
 DEMO_AGGREGATION: dict[str, Any] = {"rule": "validated", "utility": "margin",
                                     "min_gain": [1, 1000], "step": [1, 2], "max_norm_ratio": [2, 1], "cluster_cos": [23, 25],
-                                    "clip": "median", "or_correct": True,
+                                    "clip": "score", "or_correct": True,
                                     "second_chance": True, "collusion_cos": [99, 100],
                                     "weighting": "root4_gain_norm", "evidence": "card_classes"}
 LEGACY_AGGREGATION: dict[str, Any] = {

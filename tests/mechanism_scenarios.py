@@ -20,7 +20,8 @@ each plus small noise); ``duplicate_data`` (k identities each train on the whole
 ``subsample`` (k identities each train on a random 3/4 of the data); ``split_data`` (k
 identities each train on a disjoint 1/k of the data: the bench measures it, no guarantee is
 claimed, see the README); ``overreport`` (claims the
-schema's maximum sample count); attacks ``label_flip``, ``sign_flip``, ``scaled``, ``noise``,
+schema's maximum sample count); ``stretch`` (its honest delta times k/10: a larger step, not
+more data); attacks ``label_flip``, ``sign_flip``, ``scaled``, ``noise``,
 ``free_rider`` as in ``tests.ml_scenarios``.
 """
 
@@ -169,6 +170,8 @@ def trainer_models(t: Trainer, g: Model, round_: int) -> list[tuple[str, Model, 
         return [(addrs[0], _delta(g, honest, -4.0), n)]
     if t.mode == "scaled":
         return [(addrs[0], _delta(g, honest, 10.0), n)]
+    if t.mode == "stretch":  # its own step times k/10, below the boosted-update threshold
+        return [(addrs[0], _delta(g, honest, t.k / 10), n)]
     if t.mode == "noise":
         return [(addrs[0], Model({k: (g[k].astype(np.int64) + quantize(
             rng.normal(0, 1.0, g[k].shape), ARCH.scale_bits)).astype(np.int32) for k in g}), n)]

@@ -181,6 +181,32 @@ def test_a_skewed_update_is_judged_on_the_classes_its_card_declares():
     assert legacy.rejected == everything.rejected
 
 
+def test_clip_score_aggregates_in_full_and_values_at_the_median_norm(parts):
+    """``clip = "score"``: the model is the unclipped combination (what ``"none"`` builds), the
+    players that Shapley values are clipped to the median norm (what ``"median"`` scores), so a
+    trainer cannot raise its value by stretching its step while the model keeps every step."""
+    d = digits()
+    g = owner_initial_model()
+    ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)
+    ups = [ClientUpdate(ms.trainer_address(i), m, w) for i, part in enumerate(parts[:3])
+           for _, m, w in trainer_models(Trainer(i, part), g, 0)[:1]]
+    ups.append(ClientUpdate(ms.trainer_address(3), unflatten_like(
+        flatten(g) + (flatten(ups[0].model) - flatten(g)) * 3 // 2, g), 140))  # a stretched step
+    out = {c: build_strategy(dict(VALIDATED, clip=c, collusion_cos=None, cluster_cos=[1, 1]))
+           .aggregate(g, ups, validation=ctx) for c in ("median", "score", "none")}
+    assert out["score"].accepted == out["none"].accepted == out["median"].accepted
+    assert len(out["score"].accepted) == 4
+    assert all(np.array_equal(out["score"].model[k], out["none"].model[k]) for k in g)
+    assert not all(np.array_equal(out["score"].model[k], out["median"].model[k]) for k in g)
+    assert [flatten(p.model).tolist() for p in out["score"].players] == \
+        [flatten(p.model).tolist() for p in out["median"].players]
+    valued = {a for a, n in out["score"].notes.items() if "valued at the median accepted norm" in n}
+    assert valued and valued == {a for a, n in out["median"].notes.items() if "delta clipped" in n}
+    assert build_strategy(dict(VALIDATED, clip="score")).to_dict()["clip"] == "score"
+    with pytest.raises(StrategyConfigError, match="clip"):
+        build_strategy(dict(VALIDATED, clip="max"))
+
+
 def test_market_pays_colluders_nothing(parts, monkeypatch):
     """Through the market backend: trainer 3 sends one update under three identities whose
     cards claim different sample counts; the honest trainers get all but dust."""

@@ -76,7 +76,15 @@ merging, in key order:
    members, its weight the *largest* member evidence (never the sum), and its value is shared by
    its members pro rata to their evidence;
 5. each cluster's delta is clipped to the evidence-weighted lower median of the clusters' delta
-   norms (``clip = "median"``; NormClip's rescaling), and the clusters are combined by FedAvg
+   norms (``T^2``; NormClip's rescaling): ``clip = "median"`` aggregates and values the clipped
+   deltas; ``"score"`` (the template's) aggregates every delta in full and values the players
+   (``ValidatedResult.players``, what Shapley scores) clipped; ``"none"`` clips neither. Why
+   ``"score"``: under label skew the trainers with the most to add to their classes take the
+   largest steps, and clipping them in the model cost accuracy (MNIST, 10 trainers, Dirichlet
+   0.1, no attack: 3.8 points below FedAvg clipped, 0.9 above it unclipped); but a step is not
+   data, and valued unclipped a trainer who stretches its delta 1.9x (under the boosted-update
+   threshold) earned 1.42x (``bench/mechanism.py``), valued clipped 1.00x. The clusters are
+   combined by FedAvg
    weighted by ``weighting`` (rescaled so the largest is 2**20, floor, at least 1), with
    ``e`` a cluster's evidence and ``n = min(isqrt(|d|^2), isqrt(T^2))`` its delta norm capped
    at ``T^2``, the evidence-weighted lower median squared norm of the clusters' (unclipped)
@@ -131,6 +139,7 @@ DEFAULT_CLUSTER_COS = (23, 25)
 DEFAULT_COLLUSION_COS = Fraction(99, 100)
 WEIGHTINGS = ("gain", "sqrt_gain", "sqrt_gain_norm", "root4_gain_norm", "norm", "equal")
 DEFAULT_WEIGHTING = "root4_gain_norm"
+CLIPS = ("median", "score", "none")
 EVIDENCE = ("all", "card_classes")
 DEFAULT_EVIDENCE = "all"
 SCORE_UTILITIES = ("rule", "soft", "margin", "correct")
@@ -223,7 +232,8 @@ class ValidationContext:
 @dataclass(frozen=True)
 class ValidatedResult(AggregateResult):
     """``Validated``'s decision with what scoring needs: ``players`` are the clusters (key = the
-    cluster's smallest key, model = its clipped combined model, weight = its largest gain);
+    cluster's smallest key, model = its combined model, clipped unless ``clip = "none"``,
+    weight = its largest gain);
     ``members`` maps each cluster to every accepted address in it; ``shares`` is each accepted
     address's exact share of its cluster's value; ``gains`` every live player's validation gain
     (correct predictions over the global model's) by address."""
@@ -700,8 +710,8 @@ class Validated(Strategy):
             raise StrategyConfigError(f"validated: min_gain {min_gain} must be > 0")
         if not 0 < cluster_cos <= 1:
             raise StrategyConfigError(f"validated: cluster_cos {cluster_cos} must lie in (0, 1]")
-        if clip not in ("median", "none"):
-            raise StrategyConfigError(f"validated: clip must be 'median' or 'none', got {clip!r}")
+        if clip not in CLIPS:
+            raise StrategyConfigError(f"validated: clip must be one of {CLIPS}, got {clip!r}")
         if not isinstance(or_correct, bool):
             raise StrategyConfigError(f"validated: or_correct must be true or false, got "
                                       f"{or_correct!r}")
@@ -1001,18 +1011,22 @@ class Validated(Strategy):
         t2 = None
         median_sq = (weighted_lower_median([sq_norm(ru[i] - g) for i in range(len(reps))],
                                            [gain_of[p.key] for p in reps]) if reps else 0)
-        if self.clip == "median" and reps:
+        model_rows = ru
+        if self.clip in ("median", "score") and reps:
             t2 = median_sq
             ru, over = clip_rows(g, ru, t2)
+            what = (" delta clipped to the median accepted norm" if self.clip == "median" else
+                    " valued at the median accepted norm (its delta is aggregated in full)")
             for i, rep in enumerate(reps):
                 if over[i]:
                     for a in members[rep.key]:
-                        notes[a] = (notes.get(a, "validated:")
-                                    + " delta clipped to the median accepted norm")
+                        notes[a] = notes.get(a, "validated:") + what
             reps = [ClientUpdate(p.key, unflatten_like(ru[i], global_model), p.weight)
                     for i, p in enumerate(reps)]
-        return _Built(reps, members, shares, notes, ru, rw, t2, self.combine_flat(g, ru, rw),
-                      median_sq)
+            if self.clip == "median":
+                model_rows = ru
+        return _Built(reps, members, shares, notes, rw, t2,
+                      self.combine_flat(g, model_rows, rw), median_sq)
 
 
 def _one_of(field: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -1027,7 +1041,6 @@ class _Built:
     members: dict[str, tuple[str, ...]]
     shares: dict[str, Fraction]
     notes: dict[str, str]
-    ru: np.ndarray
     rw: np.ndarray
     t2: int | None
     flat: np.ndarray
