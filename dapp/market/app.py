@@ -28,7 +28,8 @@ from dapp.market.closing import close_round
 from dapp.market.datacard import DataCardError, parse_data_card
 from dapp.market.ledger import InsufficientBalance
 from dapp.market.spec import JobSpec, parse_spec
-from dapp.market.state import CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission
+from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission,
+                               TrialJobs)
 from dapp.ml.hparams import initial_hparams
 from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model, model_hash
 from dapp.outputs import InputRefused, Outputs, quote
@@ -63,7 +64,7 @@ class Market:
 
     def advance(self, meta: Metadata, payload: bytes) -> Outputs:
         out = Outputs()
-        work = self.state.clone()
+        work = self.state.trial()
         self._after_commit = []
         sender = meta.msg_sender.lower()
         self._user = sender       # whose input this is (a deposit's depositor, below)
@@ -81,7 +82,7 @@ class Market:
             handler: Callable[..., None] = getattr(self, "_on_" + type(call).__name__)
             handler(work, out, meta, sender, call)
         assert work.conserved(), "money conservation broken"
-        self.state = work
+        self.state = work.commit()
         for step in self._after_commit:
             step()
         self._after_commit = []
@@ -375,7 +376,7 @@ class Market:
             except signed_batch.MessageError as exc:
                 refused.append({"index": i, "reason": str(exc)})
                 continue
-            trial = _trial_state(st, msg.call.job_id)
+            trial = _trial_state(st)
             sub = Outputs()
             mark = len(self._after_commit)
             handler: Callable[..., None] = getattr(self, "_on_" + type(msg.call).__name__)
@@ -387,6 +388,7 @@ class Market:
                 refused.append({"index": i, "signer": msg.signer,
                                 "kind": type(msg.call).__name__.lower(), "reason": exc.reason})
                 continue
+            trial.commit()
             vars(st).update(vars(trial))
             out.emitted.extend(sub.emitted)
             out.reports.extend(sub.reports)
@@ -570,14 +572,12 @@ def _publish(model: Model, spec: JobSpec) -> tuple[bytes, str, str]:
     return data, str(unixfs_chunk(data)[0]), _hex(keccak(data))
 
 
-def _trial_state(st: MarketState, job_id: int) -> MarketState:
-    """A copy of ``st`` to try one signed join, commit or reveal on: only the job it names is
-    deep-copied (those handlers write nothing else; the ledger is shared), not the whole market,
-    which a batch would otherwise copy once per message, up to MAX_MESSAGES times per input."""
+def _trial_state(st: MarketState) -> MarketState:
+    """A state to try one signed join, commit or reveal on: the job it reads is copied when
+    read (those handlers write nothing else, so the ledger is shared, not copied once per
+    message, up to MAX_MESSAGES times per input)."""
     trial = copy.copy(st)
-    trial.jobs = dict(st.jobs)
-    if job_id in st.jobs:
-        trial.jobs[job_id] = copy.deepcopy(st.jobs[job_id])
+    trial.jobs = TrialJobs(st.jobs)
     return trial
 
 

@@ -1,0 +1,90 @@
+"""What one input costs the backend as the market's history grows.
+
+Every input works on a trial of the market state, committed only when it succeeds (so a refused
+input changes nothing). The jobs grow with history: a finished job keeps its rounds, reveals and
+round notices. Before, the trial was a deep copy of the whole state, so every input, refused or
+not, paid for every job that ever ran, and anyone can add jobs (a deposit of a few wei with a
+spec). Now a job is copied only when the input reads it (`dapp.market.state.TrialJobs`).
+
+Setup: N finished jobs of 6 rounds x 50 trainers (commits, reveals, round notices: the shapes
+the market stores), then, through `dapp.loop.handle_advance` as the node calls it:
+- an ETH deposit (credits a balance, reads no job);
+- a refused `join` of one of the finished jobs (reads that job, is refused, changes nothing).
+Baseline in the same run: the old per-input copy, `copy.deepcopy` of the same state.
+
+Run: `.venv/bin/python -m bench.state_growth`; writes bench/results/state_growth.json.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from typing import Any
+
+from bench import write_results
+from dapp.market import protocol as p
+from dapp.market.state import FINISHED, Job, Round, Submission
+from tests.market_harness import MarketSim
+
+SIZES = (0, 100, 1000)
+TRAINERS, ROUNDS, REPEATS = 50, 6, 5
+
+
+def finished_job(job_id: int) -> Job:
+    """A finished job as the market keeps it: every round's commits, reveals and notice."""
+    addrs = [f"0x{job_id:020x}{k:020x}" for k in range(TRAINERS)]
+    job = Job(id=job_id, owner="0x" + "11" * 20, token=p.ETH, budget=10**18, escrow=0,
+              spec_cid="bafkrei" + "a" * 52, opened_at=0, status=FINISHED,
+              global_model_cid="bafkrei" + "b" * 52, global_model_hash="0x" + "ab" * 32,
+              hparams={"learning_rate": [1, 2], "local_epochs": 2, "batch_size": 32},
+              trainers=list(addrs), paid={a: 10**16 for a in addrs})
+    for r in range(ROUNDS):
+        rnd = Round(index=r, start=0, budget=10**17)
+        rnd.commits = {a: "0x" + "cd" * 32 for a in addrs}
+        rnd.reveals = {a: Submission("bafkrei" + "m" * 52, "bafkrei" + "d" * 52, "0x" + "ef" * 32,
+                                     100, 100) for a in addrs}
+        rnd.summary = {"type": "round_closed", "job": job_id, "round": r, "trainers": [
+            {"address": a, "verdict": "accepted", "reward": "123456789012345",
+             "contribution": "12345/6789", "model_cid": "bafkrei" + "m" * 52,
+             "data_cid": "bafkrei" + "d" * 52, "model_hash": "0x" + "ef" * 32, "weight": 100,
+             "gain": 12345} for a in addrs]}
+        job.rounds.append(rnd)
+    return job
+
+
+def timed(fn: Any) -> float:
+    """Median seconds of REPEATS calls."""
+    out = []
+    for _ in range(REPEATS):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def main() -> dict[str, Any]:
+    rows = []
+    for n in SIZES:
+        sim = MarketSim()
+        for i in range(1, n + 1):
+            sim.market.state.jobs[i] = finished_job(i)
+        sim.market.state.next_job_id = n + 1
+        before = sim.market.digest()
+        refused = timed(lambda: sim.call("0x" + "22" * 20, p.Join(max(n, 1))))
+        assert sim.market.digest() == before, "a refused input changed the state"
+        deposit = timed(lambda: sim.deposit_eth("0x" + "33" * 20, 1))
+        old_copy = timed(lambda: copy.deepcopy(sim.market.state))
+        rows.append({"finished_jobs": n, "deposit_s": deposit, "refused_join_s": refused,
+                     "baseline_whole_state_copy_s": old_copy})
+        print(f"{n:>5} finished jobs: deposit {deposit * 1e3:8.2f} ms, refused join "
+              f"{refused * 1e3:8.2f} ms | baseline (whole-state copy per input) "
+              f"{old_copy * 1e3:9.2f} ms")
+    result = {"what": "one input's cost against the market's history (finished 6-round "
+                      "50-trainer jobs)", "rows": rows}
+    write_results("state_growth", result)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""An input works on a trial of the market state: what it reads is copied, what it does not read
+is shared, and nothing reaches the state before the input succeeds (bench/state_growth.py
+measures why: copying every job for every input grew with the market's history)."""
+
+from __future__ import annotations
+
+from bench.state_growth import finished_job
+from dapp.market import protocol as p
+from dapp.market.app import _trial_state
+from dapp.market.state import MarketState
+from tests.market_harness import OWNER, TRAINERS, MarketSim, digits_job
+
+
+def history(n: int) -> MarketState:
+    st = MarketState()
+    for i in range(1, n + 1):
+        st.jobs[i] = finished_job(i)
+    st.next_job_id = n + 1
+    return st
+
+
+def test_a_trial_changes_nothing_until_committed():
+    st = history(3)
+    before = st.digest()
+    trial = st.trial()
+    trial.jobs[2].escrow += 7
+    trial.jobs[4] = finished_job(4)
+    trial.ledger.credit(p.ETH, OWNER, 7)
+    assert st.digest() == before and 4 not in st.jobs and st.jobs[2].escrow == 0
+    assert len(trial.jobs) == 4 and sorted(trial.jobs) == [1, 2, 3, 4] and 4 in trial.jobs
+    assert [j.escrow for j in trial.jobs.values()] == [0, 7, 0, 0]
+    kept = trial.commit()
+    assert kept.jobs[2].escrow == 7 and kept.jobs[4].id == 4 and kept.digest() != before
+    assert type(kept.jobs) is dict  # committed: a plain mapping again, digested as before
+
+
+def test_a_trial_copies_only_the_jobs_it_reads():
+    st = history(3)
+    trial = st.trial()
+    touched = trial.jobs.get(1)
+    assert touched is not st.jobs[1]                       # read: a copy it may change
+    assert dict(trial.jobs.items())[3] is st.jobs[3]       # not read: shared, not copied
+    trial.commit()
+    assert st.jobs[1] is touched and st.jobs[3] is not None
+
+
+def test_a_batch_message_commits_into_its_input_not_the_state():
+    st = history(2)
+    outer = st.trial()
+    inner = _trial_state(outer)  # what a batch tries each signed message on
+    inner.jobs[1].status = "cancelled"
+    inner.commit()
+    assert outer.jobs[1].status == "cancelled" and st.jobs[1].status == "finished"
+    outer.commit()
+    assert st.jobs[1].status == "cancelled"
+
+
+def test_the_market_leaves_unread_jobs_alone_and_refusals_change_nothing():
+    sim = MarketSim()
+    job_id = digits_job(sim).job_id
+    for i in range(job_id + 1, job_id + 4):
+        sim.market.state.jobs[i] = finished_job(i)
+    sim.market.state.next_job_id = job_id + 4
+    others = {i: sim.market.state.jobs[i] for i in range(job_id + 1, job_id + 4)}
+    before = sim.market.digest()
+    assert not sim.call(TRAINERS[0], p.Join(job_id + 1)).accepted  # finished: refused
+    assert sim.market.digest() == before
+    assert sim.call(TRAINERS[0], p.Join(job_id)).accepted
+    assert all(sim.market.state.jobs[i] is job for i, job in others.items())
+    assert TRAINERS[0] in sim.market.state.jobs[job_id].trainers
