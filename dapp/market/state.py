@@ -31,10 +31,10 @@ class Submission:
     num_samples: int
     label_histogram: str = ""
     """The data card's declared label histogram, its counts comma-separated: the classes the
-    validated rule's ``card_classes`` evidence judges this update on. A string because the
-    whole state is copied for every input and a string is copied in O(1) (a tuple of up to
-    num_classes = 65,536 counts per reveal was 0.66 s per input for one open 50-trainer
-    round); emptied when the round closes."""
+    validated rule's ``card_classes`` evidence judges this update on. A string because a job
+    is copied whenever an input reads it and a string is copied in O(1) (a tuple of up to
+    num_classes = 65,536 counts per reveal was 0.66 s per copy of an open 50-trainer round);
+    emptied when the round closes."""
 
     @property
     def histogram(self) -> tuple[int, ...]:
