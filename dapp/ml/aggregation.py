@@ -109,7 +109,7 @@ Scoring (``dapp.market.closing``): accepted clusters are valued in ``score_utili
 template keeps the margin. Measured trade-off (bench/robustness.py, 10 trainers, 3 seeds, and
 bench/mechanism.py): valuing in correct predictions ranks honest rewards closer to the
 federated Shapley value of their data (Spearman 0.69 against 0.52), but on a 100-sample secret
-shard it lets an owner's nine identities that train a little take 19 % of a job (against 1.2 %
+shard it lets an owner's nine identities that train a little take 19 % of a job (against 1.3 %
 with the margin), which breaks issue 10's guarantee.
 
 Duplicates and sybils: updates with the same model hash are merged into one player before
