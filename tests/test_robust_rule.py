@@ -113,7 +113,7 @@ def test_template_rule_is_the_robust_one():
     s = build_strategy(DEMO_AGGREGATION)
     assert (s.collusion_cos, s.weighting, s.max_norm_ratio) == (Fraction(99, 100), "root4_gain_norm",
                                                                   Fraction(2))
-    assert (s.evidence_on, s.step) == ("card_classes", Fraction(1, 2))
+    assert (s.evidence_on, s.step, s.clip) == ("card_classes", Fraction(1, 2), "score")
 
 
 def test_evidence_config_round_trips_and_is_checked():
