@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import click
@@ -37,6 +37,7 @@ from eth_account import Account
 from dapp.market import batch as b
 from dapp.market import eip712
 from dapp.market import protocol as p
+from rollup.server import BoundedThreadingHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ class Relay:
     def stop(self) -> None:
         self._stop.set()
 
-    def server(self, host: str = "127.0.0.1", port: int = 0) -> ThreadingHTTPServer:
+    def server(self, host: str = "127.0.0.1", port: int = 0) -> BoundedThreadingHTTPServer:
         relay = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -187,7 +188,7 @@ class Relay:
             def log_message(self, *args: Any) -> None:
                 log.debug("relay http: %s", args)
 
-        return ThreadingHTTPServer((host, port), Handler)
+        return BoundedThreadingHTTPServer((host, port), Handler)
 
     def serve(self, host: str = "127.0.0.1", port: int = 8780) -> None:
         """Serve until interrupted; flush every `every` seconds and once more at the end."""

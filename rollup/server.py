@@ -19,6 +19,7 @@ is bounded before parsing (`check_json_depth`): `web3` (via py_ecc) raises the r
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -460,11 +461,89 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(202, {"response_code": code, "response": "0x" + data.hex()})
 
 
-class LoopbackServer(ThreadingHTTPServer):
+MAX_CONNECTIONS = 256  # connections one server holds at once (one thread each) ...
+MAX_CONNECTIONS_PER_CLIENT = 64  # ... and from any one client address
+
+
+class BoundedThreadingHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, up to ``max_connections`` at once and
+    ``max_connections_per_client`` from one address: a connection over either is answered
+    ``503`` with ``Retry-After`` and closed at once, without a thread. Without the caps, anyone
+    who can reach the port opens connections until the process runs out of threads or file
+    descriptors, and nobody else is served (bench/node_hostile.py measures it). Loopback
+    clients (the operator's own proxy, gateway or CLI, which speak for many users) have only
+    the global cap."""
+
+    daemon_threads = True
+    request_queue_size = 128  # listen backlog (the standard library's 5 drops SYNs under load)
+    max_connections = MAX_CONNECTIONS
+    max_connections_per_client = MAX_CONNECTIONS_PER_CLIENT
+    loopback_is_one_client = False
+    """True: loopback clients are capped per address like remote ones (tests)."""
+    refused_connections = 0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open_lock = threading.Lock()
+        self._open: dict[str, int] = {}
+        super().__init__(*args, **kwargs)
+
+    @property
+    def open_connections(self) -> int:
+        with self._open_lock:
+            return sum(self._open.values())
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        client = str(client_address[0]) if isinstance(client_address, tuple) else str(client_address)
+        capped = self.loopback_is_one_client or not _is_loopback(client)
+        with self._open_lock:
+            full = (sum(self._open.values()) >= self.max_connections
+                    or (capped and self._open.get(client, 0) >= self.max_connections_per_client))
+            if full:
+                self.refused_connections += 1
+            else:
+                self._open[client] = self._open.get(client, 0) + 1
+        if full:
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                                b"Content-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:  # the thread did not start: the slot is free again
+            self._release(client)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release(str(client_address[0]) if isinstance(client_address, tuple)
+                          else str(client_address))
+
+    def _release(self, client: str) -> None:
+        with self._open_lock:
+            left = self._open.get(client, 0) - 1
+            if left > 0:
+                self._open[client] = left
+            else:
+                self._open.pop(client, None)
+
+
+def _is_loopback(client: str) -> bool:
+    try:
+        return ipaddress.ip_address(client).is_loopback
+    except ValueError:
+        return False
+
+
+class LoopbackServer(BoundedThreadingHTTPServer):
     """A threaded HTTP server on loopback, served from a daemon thread; port 0 picks a free
     port. The node's two servers (rollup API, node API) share this lifecycle."""
 
-    daemon_threads = True
     allow_reuse_address = True
     thread_name = "http"
     _thread: threading.Thread | None = None

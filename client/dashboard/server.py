@@ -21,12 +21,13 @@ import json
 import logging
 import mimetypes
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from client.dashboard.data import NotFound, Views
+from rollup.server import BoundedThreadingHTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _num(text: str) -> int:
     return int(text)
 
 
-class DashboardServer(ThreadingHTTPServer):
+class DashboardServer(BoundedThreadingHTTPServer):
     """Serves one `Views` (live or synthetic) on host:port; `start()` runs it in a thread."""
 
     daemon_threads = True
