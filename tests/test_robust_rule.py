@@ -6,6 +6,7 @@ through the validated rule and through the market backend's close_round."""
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 import tests.mechanism_scenarios as ms
 from dapp.ml.aggregation import (DEFAULT_COLLUSION_COS, ClientUpdate, ValidationContext,
-                                 build_strategy, flatten, unflatten_like)
+                                 build_strategy, flatten, sq_norm, unflatten_like)
 from dapp.ml.errors import StrategyConfigError
 from dapp.ml.model_format import Model
 from tests.mechanism_scenarios import (ARCH, VALIDATED, Trainer, digits, fixed,
@@ -114,6 +115,7 @@ def test_template_rule_is_the_robust_one():
     assert (s.collusion_cos, s.weighting, s.max_norm_ratio) == (Fraction(99, 100), "root4_gain_norm",
                                                                   Fraction(2))
     assert (s.evidence_on, s.step, s.clip) == ("card_classes", Fraction(1, 2), "score")
+    assert s.reject_norm_ratio is None  # measured, not adopted: see the README
 
 
 def test_evidence_config_round_trips_and_is_checked():
@@ -205,6 +207,46 @@ def test_clip_score_aggregates_in_full_and_values_at_the_median_norm(parts):
     assert build_strategy(dict(VALIDATED, clip="score")).to_dict()["clip"] == "score"
     with pytest.raises(StrategyConfigError, match="clip"):
         build_strategy(dict(VALIDATED, clip="max"))
+
+
+def test_a_longer_step_is_clipped_and_only_a_boost_is_rejected(parts):
+    """``reject_norm_ratio``: a delta between max_norm_ratio (2x) and reject_norm_ratio (4x)
+    the evidence-weighted median norm is a longer step than most (a large or skewed dataset):
+    accepted, counted clipped to 2x the median, with a note; above 4x it is a boost and is
+    rejected. Without the option, 2x rejects, as before."""
+    d = digits()
+    g = owner_initial_model()
+    gf = flatten(g)
+    ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)
+    models = [trainer_models(Trainer(i, part), g, 0)[0][1] for i, part in enumerate(parts[:5])]
+    others = [0, 1, 3, 4]
+    # each honest update twice (one unit apart): the honest evidence outweighs the long step's
+    ups = [ClientUpdate(ms.trainer_address(i), models[i], 100) for i in others] + [
+        ClientUpdate(ms.trainer_address(10 + i), Model({k_: v + (k_ == "fc.bias") for k_, v in
+                                                        models[i].items()}), 100) for i in others]
+    norms = sorted(math.isqrt(sq_norm(flatten(models[i]) - gf)) for i in others)
+
+    def stretched(m: Model, k: float, key: str) -> ClientUpdate:
+        return ClientUpdate(key, unflatten_like(gf + np.round((flatten(m) - gf) * k).astype(np.int64), g),
+                            100)
+
+    # 3.5x the others' lower median norm: between 2x and 4x the median of the weighty ones
+    k = 7 * norms[1] / 2 / math.isqrt(sq_norm(flatten(models[2]) - gf))
+    longer = stretched(models[2], k, "0x" + "b3" * 20)
+    boost = stretched(models[1], 10, "0x" + "b6" * 20)
+    rule = dict(VALIDATED, collusion_cos=None, reject_norm_ratio=[4, 1])
+    out = build_strategy(rule).aggregate(g, ups + [longer, boost], validation=ctx)
+    assert "boosted update" in out.rejected[boost.key]
+    assert longer.key in out.accepted and "delta clipped to 2 x" in out.notes[longer.key]
+    player = {p.key: p for p in out.players}[longer.key]
+    assert sq_norm(flatten(player.model) - gf) < sq_norm(flatten(longer.model) - gf)
+    old = build_strategy({k_: v for k_, v in rule.items() if k_ != "reject_norm_ratio"})
+    assert "boosted update" in old.aggregate(g, ups + [longer, boost], validation=ctx).rejected[longer.key]
+    assert build_strategy(rule).to_dict()["reject_norm_ratio"] == [4, 1]
+    for bad in ({"reject_norm_ratio": [1, 1]}, {"reject_norm_ratio": [4, 1], "max_norm_ratio": None},
+                {"reject_norm_ratio": "x"}):
+        with pytest.raises(StrategyConfigError):
+            build_strategy(dict(rule, **bad))
 
 
 def test_market_pays_colluders_nothing(parts, monkeypatch):
