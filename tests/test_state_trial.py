@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from bench.state_growth import finished_job
 from dapp.market import protocol as p
-from dapp.market.app import _trial_state
 from dapp.market.state import MarketState
 from tests.market_harness import OWNER, TRAINERS, MarketSim, digits_job
 
@@ -36,18 +35,20 @@ def test_a_trial_changes_nothing_until_committed():
 
 def test_a_trial_copies_only_the_jobs_it_reads():
     st = history(3)
+    untouched = st.jobs[3]
     trial = st.trial()
     touched = trial.jobs.get(1)
     assert touched is not st.jobs[1]                       # read: a copy it may change
-    assert dict(trial.jobs.items())[3] is st.jobs[3]       # not read: shared, not copied
+    assert dict(trial.jobs.items())[3] is untouched        # not read: shared, not copied
     trial.commit()
-    assert st.jobs[1] is touched and st.jobs[3] is not None
+    assert st.jobs[1] is touched and st.jobs[3] is untouched
 
 
 def test_a_batch_message_commits_into_its_input_not_the_state():
     st = history(2)
     outer = st.trial()
-    inner = _trial_state(outer)  # what a batch tries each signed message on
+    inner = outer.trial(share_ledger=True)  # what a batch tries each signed message on
+    assert inner.ledger is outer.ledger
     inner.jobs[1].status = "cancelled"
     inner.commit()
     assert outer.jobs[1].status == "cancelled" and st.jobs[1].status == "finished"

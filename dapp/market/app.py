@@ -8,7 +8,6 @@ so a deposit whose job cannot be opened is credited to the depositor's balance i
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict
 from typing import Any, Callable
 
@@ -29,7 +28,7 @@ from dapp.market.datacard import DataCardError, parse_data_card
 from dapp.market.ledger import InsufficientBalance
 from dapp.market.spec import JobSpec, parse_spec
 from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission,
-                               TrialJobs)
+                               peek_job)
 from dapp.ml.hparams import initial_hparams
 from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model, model_hash
 from dapp.outputs import InputRefused, Outputs, quote
@@ -376,7 +375,7 @@ class Market:
             except signed_batch.MessageError as exc:
                 refused.append({"index": i, "reason": str(exc)})
                 continue
-            trial = _trial_state(st)
+            trial = st.trial(share_ledger=True)  # join, commit and reveal write jobs only
             sub = Outputs()
             mark = len(self._after_commit)
             handler: Callable[..., None] = getattr(self, "_on_" + type(msg.call).__name__)
@@ -484,10 +483,12 @@ class Market:
         return job
 
     def _open(self, st: MarketState, job_id: int) -> Job:
-        job = self._job(st, job_id)
-        if job.status != OPEN:
-            raise InputRefused(f"job {job_id} is {job.status}")
-        return job
+        # Refused on the committed job, before the input's copy of it is made: a finished job
+        # keeps its whole history, and anyone can name it.
+        status = peek_job(st.jobs, job_id).status if job_id in st.jobs else OPEN
+        if status != OPEN:
+            raise InputRefused(f"job {job_id} is {status}")
+        return self._job(st, job_id)
 
     def _spec(self, job: Job) -> JobSpec:
         return self._specs[job.spec_cid]
@@ -570,15 +571,6 @@ def _publish(model: Model, spec: JobSpec) -> tuple[bytes, str, str]:
     """A global model as it leaves the machine: canonical bytes, content id, keccak."""
     data = encode_model(model, spec.arch)
     return data, str(unixfs_chunk(data)[0]), _hex(keccak(data))
-
-
-def _trial_state(st: MarketState) -> MarketState:
-    """A state to try one signed join, commit or reveal on: the job it reads is copied when
-    read (those handlers write nothing else, so the ledger is shared, not copied once per
-    message, up to MAX_MESSAGES times per input)."""
-    trial = copy.copy(st)
-    trial.jobs = TrialJobs(st.jobs)
-    return trial
 
 
 def _split_leftover(amount: int, earned: dict[str, int]) -> dict[str, int]:

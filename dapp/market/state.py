@@ -5,7 +5,8 @@ content cache outside the state, keyed by their hashes. An input works on a `tri
 state, committed only when it succeeds, so a refused input changes nothing; the trial copies a
 job only when the input reads it (`TrialJobs`), because the jobs grow with the market's history
 and copying all of them for every input made every input slower than the last (1,000 finished
-50-trainer jobs: 4.7 s per input on x86-64, before the RISC-V emulator's slowdown).
+50-trainer jobs: 4.5 s per input on x86-64, bench/state_growth.py, before the RISC-V
+emulator's slowdown).
 `digest()` is the canonical hash that tests use to prove that a refused input changed nothing.
 """
 
@@ -124,7 +125,7 @@ class TrialJobs(MutableMapping[int, Job]):
         return [job for _, job in self.items()]
 
     def items(self) -> list[tuple[int, Job]]:  # type: ignore[override]
-        return [(k, self._own[k] if k in self._own else _peek(self._base, k)) for k in self]
+        return [(k, peek_job(self, k)) for k in self]
 
     def commit(self) -> MutableMapping[int, Job]:
         """Write the jobs this input changed (or created) into the jobs it was taken from, and
@@ -134,8 +135,8 @@ class TrialJobs(MutableMapping[int, Job]):
         return self._base
 
 
-def _peek(jobs: MutableMapping[int, Job], job_id: int) -> Job:
-    """A job's current version, never a copy (read-only)."""
+def peek_job(jobs: MutableMapping[int, Job], job_id: int) -> Job:
+    """A job's current version, never a copy: read it, never change it (KeyError if none)."""
     while isinstance(jobs, TrialJobs):
         if job_id in jobs._own:
             return jobs._own[job_id]
@@ -149,11 +150,14 @@ class MarketState:
     next_job_id: int = 1
     ledger: Ledger = field(default_factory=Ledger)
 
-    def trial(self) -> "MarketState":
+    def trial(self, share_ledger: bool = False) -> "MarketState":
         """A state for one input to change: jobs copied when the input reads them, the ledger
-        (balances, one entry per account with money) copied whole. ``commit()`` it on success;
-        drop it on refusal and this state is unchanged."""
-        return MarketState(TrialJobs(self.jobs), self.next_job_id, copy.deepcopy(self.ledger))
+        (balances, one entry per account with money) copied whole, or shared when the caller
+        knows the input cannot touch it (a batch's signed join, commit or reveal, tried once
+        per message). ``commit()`` it on success; drop it on refusal and this state is
+        unchanged."""
+        return MarketState(TrialJobs(self.jobs), self.next_job_id,
+                           self.ledger if share_ledger else copy.deepcopy(self.ledger))
 
     def commit(self) -> "MarketState":
         """The state this trial was taken from, with the trial's changes (the trial's fields
