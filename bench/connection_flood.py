@@ -71,7 +71,6 @@ def flood(server_cls: type[ThreadingHTTPServer], n: int) -> dict[str, Any]:
     srv = server_cls(("127.0.0.1", 0), Handler)
     if isinstance(srv, BoundedThreadingHTTPServer):
         srv.loopback_is_one_client = True  # 127.0.0.2 is a client of its own, as a remote one
-    srv.daemon_threads = True
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     port = srv.server_address[1]
     threads0, rss0 = status("Threads:"), status("VmRSS:")

@@ -493,7 +493,7 @@ class BoundedThreadingHTTPServer(ThreadingHTTPServer):
             return sum(self._open.values())
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        client = str(client_address[0]) if isinstance(client_address, tuple) else str(client_address)
+        client = _client(client_address)
         capped = self.loopback_is_one_client or not _is_loopback(client)
         with self._open_lock:
             full = (sum(self._open.values()) >= self.max_connections
@@ -521,8 +521,7 @@ class BoundedThreadingHTTPServer(ThreadingHTTPServer):
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._release(str(client_address[0]) if isinstance(client_address, tuple)
-                          else str(client_address))
+            self._release(_client(client_address))
 
     def _release(self, client: str) -> None:
         with self._open_lock:
@@ -531,6 +530,11 @@ class BoundedThreadingHTTPServer(ThreadingHTTPServer):
                 self._open[client] = left
             else:
                 self._open.pop(client, None)
+
+
+def _client(address: Any) -> str:
+    """Who a connection is from: its host (an AF_INET/AF_INET6 address is a tuple)."""
+    return str(address[0]) if isinstance(address, tuple) else str(address)
 
 
 def _is_loopback(client: str) -> bool:

@@ -108,4 +108,8 @@ def test_every_server_we_run_is_bounded():
 
     for cls in (DashboardServer, Gateway, ApiServer, RollupHttpServer, LoopbackServer):
         assert issubclass(cls, BoundedThreadingHTTPServer), cls
-    assert "BoundedThreadingHTTPServer" in Relay.server.__annotations__["return"]
+    relay = Relay.__new__(Relay).server()  # the relay's HTTP side needs no chain to exist
+    try:
+        assert isinstance(relay, BoundedThreadingHTTPServer)
+    finally:
+        relay.server_close()
