@@ -61,8 +61,8 @@ merging, in key order:
    whole shard's margin at step 1/4, 2 % lowered their own classes'), while flipped labels
    lower the margin of the classes they hold (at the template's step 1/2, truthful card: none
    passed, 2-20 % at step 1/4; a card that claims the flipped labels: 2-52 % passed, and are
-   then paid by their Shapley value: 0). No verdict depends on the other updates, so a majority of cheap identities (near-copies
-   of the global model) changes nothing;
+   then paid by their Shapley value: 0). No verdict depends on the other updates, so a
+   majority of cheap identities (near-copies of the global model) changes nothing;
 2. boosted updates: a delta whose norm exceeds ``max_norm_ratio`` times the evidence-weighted
    lower median norm of the passing updates is rejected (a boosted update passes the damped
    probe like the update it scales); with ``reject_norm_ratio`` (say [4, 1]) only above that
@@ -91,12 +91,11 @@ merging, in key order:
    robustness_clip_modes.json); but a step is not data: valued unclipped, a trainer who
    stretches its delta 1.9x (under the boosted-update threshold) earned 1.42x
    (``bench/mechanism.py``), valued clipped 1.00x, and honest rewards ranked further from the
-   federated Shapley value of their data (Spearman 0.27 / 0.44 against 0.42 / 0.61). The clusters are
-   combined by FedAvg
-   weighted by ``weighting`` (rescaled so the largest is 2**20, floor, at least 1), with
-   ``e`` a cluster's evidence and ``n = min(isqrt(|d|^2), isqrt(T^2))`` its delta norm capped
-   at ``T^2``, the evidence-weighted lower median squared norm of the clusters' (unclipped)
-   deltas: ``"gain"``: e; ``"sqrt_gain"``: isqrt(e); ``"sqrt_gain_norm"``: isqrt(e) * n;
+   federated Shapley value of their data (Spearman 0.27 / 0.44 against 0.42 / 0.61). The
+   clusters are combined by FedAvg weighted by ``weighting`` (rescaled so the largest is
+   2**20, floor, at least 1), with ``e`` a cluster's evidence and
+   ``n = min(isqrt(|d|^2), isqrt(T^2))`` its delta norm capped at ``T^2``, the
+   evidence-weighted lower median squared norm of the clusters' (unclipped) deltas: ``"gain"``: e; ``"sqrt_gain"``: isqrt(e); ``"sqrt_gain_norm"``: isqrt(e) * n;
    ``"root4_gain_norm"`` (the default): isqrt(isqrt(e)) * n; ``"norm"``: n; ``"equal"``: 1.
    A self-reported sample count weighs nothing in this rule. Why the default: a gain measured
    on ~100 public samples is noisy, and weighing by it linearly put most of a round on the two
@@ -116,7 +115,8 @@ Scoring (``dapp.market.closing``): accepted clusters are valued in ``score_utili
 (``"rule"``) the gate's own utility; ``"correct"``, ``"margin"`` or ``"soft"`` name another. The
 template keeps the margin. Measured trade-off (bench/robustness.py, 10 trainers, 3 seeds, and
 bench/mechanism.py): valuing in correct predictions ranks honest rewards closer to the
-federated Shapley value of their data (Spearman 0.69 against 0.52), but on a 100-sample secret
+federated Shapley value of their data (Spearman 0.67-0.69 against 0.52-0.56,
+bench/results/robustness_score.json), but on a 100-sample secret
 shard it lets an owner's nine identities that train a little take 19 % of a job (against 1.3 %
 with the margin), which breaks issue 10's guarantee.
 
