@@ -164,9 +164,7 @@ def test_a_job_cannot_open_without_its_public_shard():
 
 def test_the_validated_rule_scores_with_one_utility():
     from dapp.content.unixfs import chunk
-    from tests.mechanism_scenarios import CONTRIBUTION
-
-    from tests.mechanism_scenarios import VALIDATED
+    from tests.mechanism_scenarios import CONTRIBUTION, VALIDATED
 
     cid = str(chunk(b"a public shard")[0])
     with pytest.raises(SpecError, match="differs from the validated rule's score utility"):
