@@ -42,7 +42,9 @@ rounds and its difference from no-attack FedAvg in the same setting (``d_fedavg`
 FedAvg over the honest trainers alone (``d_oracle``); attackers' share of the wei paid and of
 their submissions accepted; honest trainers' acceptance rate (accepted honest submissions /
 honest submissions) and its minimum over honest trainers (``hon_min``: the issue asks every
-honest trainer to be accepted in at least 80 % of rounds, i.e. in 5 of 6); and Spearman rank
+honest trainer to be accepted in at least 80 % of rounds, i.e. in 5 of 6), and for the
+least-accepted honest trainer its shard's size and why it was rejected (``worst_honest``,
+printed when under 80 %); and Spearman rank
 correlation of honest trainers' total wei with two ground truths (``rho_fl``, ``rho_solo``).
 
 Why two accuracy references: under attack the attackers' data never reaches the model, whatever
@@ -98,6 +100,7 @@ import json
 import os
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -369,6 +372,26 @@ def make_updates(d: Mnist, st: Setting, data: Data, arch: ArchSpec, g: Model, at
     return out
 
 
+def rejection_kind(reason: str) -> str:
+    """A rejection reason from a round notice, in a word."""
+    for kind, mark in (("boosted", "boosted update"), ("colluding", "collud"),
+                       ("gate", "below min_gain"), ("overflow", "overflows")):
+        if mark in reason:
+            return kind
+    return "other"
+
+
+def worst_honest(data: Data, per_sub: dict[int, int], per_acc: dict[int, int],
+                 per_why: dict[int, Counter[str]]) -> dict[str, Any] | None:
+    """The least-accepted honest trainer (lowest index on ties): its shard's size and label
+    counts, and why its updates were rejected."""
+    if not per_sub:
+        return None
+    i = min(per_sub, key=lambda k: (per_acc[k] / per_sub[k], k))
+    return {"trainer": i, "images": int(len(data.parts[i])), "accepted": per_acc[i],
+            "rounds": per_sub[i], "rejected_as": dict(sorted(per_why.get(i, Counter()).items()))}
+
+
 def run_config(d: Mnist, st: Setting, data: Data, rule: Any, attack: str) -> dict[str, Any]:
     arch = ArchSpec.from_dict(ARCH)
     sim = MarketSim()
@@ -402,6 +425,7 @@ def run_config(d: Mnist, st: Setting, data: Data, rule: Any, attack: str) -> dic
     honest_sub = honest_acc = att_sub = att_acc = 0
     per_sub: dict[int, int] = {}
     per_acc: dict[int, int] = {}
+    per_why: dict[int, Counter[str]] = {}
     sim.advance(WINDOWS["start_delay"])
     for r in range(st.rounds):
         g = sim.market._models[sim.market.state.jobs[job_id].global_model_hash]
@@ -449,6 +473,8 @@ def run_config(d: Mnist, st: Setting, data: Data, rule: Any, attack: str) -> dic
                 honest_acc += e.get("verdict") == "accepted"
                 per_sub[i] = per_sub.get(i, 0) + 1
                 per_acc[i] = per_acc.get(i, 0) + (e.get("verdict") == "accepted")
+                if e.get("verdict") != "accepted":
+                    per_why.setdefault(i, Counter())[rejection_kind(e.get("reason", ""))] += 1
         new = sim.market._models.get(sim.market.state.jobs[job_id].global_model_hash)
         if new is None:  # the job finished and dropped its models: rebuild from the reports
             from dapp.ml.model_format import decode_model
@@ -477,6 +503,7 @@ def run_config(d: Mnist, st: Setting, data: Data, rule: Any, attack: str) -> dic
             "attackers_wei_share": (sum(wei[i] for i in attackers) / paid) if paid else 0.0,
             "honest_acceptance": honest_acc / honest_sub if honest_sub else float("nan"),
             "honest_min_acceptance": min((per_acc[i] / per_sub[i] for i in per_sub), default=float("nan")),
+            "worst_honest": worst_honest(data, per_sub, per_acc, per_why),
             "honest_reward_rho": rho, "paid": paid}
 
 
@@ -517,6 +544,10 @@ def run_setting(work: tuple[Setting, str | None, tuple[str, ...]]) -> list[dict[
                   f"{base['absent']:.3f})  attackers' wei {row['attackers_wei_share']:.3f}  honest accepted "
                   f"{row['honest_acceptance']:.2f} (min {row['honest_min_acceptance']:.2f})  rho_fl "
                   f"{row['honest_reward_rho_fl_shapley']:.2f}  {row['seconds']:.0f} s", flush=True)
+            w = row["worst_honest"]
+            if w and w["accepted"] * 5 < w["rounds"] * 4:  # under the issue's 80 %
+                print(f"    worst honest trainer {w['trainer']} ({w['images']} images): accepted "
+                      f"{w['accepted']} of {w['rounds']}, rejected as {w['rejected_as']}", flush=True)
     return rows
 
 

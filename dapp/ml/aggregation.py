@@ -68,9 +68,9 @@ merging, in key order:
    probe like the update it scales); with ``reject_norm_ratio`` (say [4, 1]) only above that
    ratio, and a delta between the two is clipped to ``max_norm_ratio`` times the median norm
    and goes on. Why: a large or skewed dataset takes longer steps too (MNIST, 50 trainers,
-   Dirichlet 0.1: the two largest honest trainers, 3,466 and 2,974 images, were over 2x the
-   median and rejected in 4-5 of 6 rounds), while the boosts of the literature scale by far
-   more (sign flip x4, scaling x10). Measured, not in the template: it lets more label
+   Dirichlet 0.1: the largest honest trainer, 3,466 images, was over 2x the median and
+   rejected as boosted in 4-5 of 6 rounds, ``worst_honest`` in bench/results/robustness_50.json),
+   while the boosts of the literature scale by far more (sign flip x4, scaling x10). Measured, not in the template: it lets more label
    flippers who fake their card in (bench/results/robustness_reject4*.json, the README);
 3. second chance (``second_chance``): an update that failed the gate is admitted when its own
    delta, added on top of the aggregate of the passing ones at the share a median-weight update
