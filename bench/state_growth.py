@@ -9,7 +9,8 @@ spec). Now a job is copied only when the input reads it (`dapp.market.state.Tria
 Setup: N finished jobs of 6 rounds x 50 trainers (commits, reveals, round notices: the shapes
 the market stores), then, through `dapp.loop.handle_advance` as the node calls it:
 - an ETH deposit (credits a balance, reads no job);
-- a refused `join` of one of the finished jobs (reads that job, is refused, changes nothing).
+- a refused `join` of one of the finished jobs (refused on the committed job: nothing copied,
+  nothing changed).
 Baseline in the same run: the old per-input copy, `copy.deepcopy` of the same state.
 
 Run: `.venv/bin/python -m bench.state_growth`; writes bench/results/state_growth.json.
