@@ -10,8 +10,11 @@ Setup: N finished jobs of 6 rounds x 50 trainers (commits, reveals, round notice
 the market stores), then, through `dapp.loop.handle_advance` as the node calls it:
 - an ETH deposit (credits a balance, reads no job);
 - a refused `join` of one of the finished jobs (refused on the committed job: nothing copied,
-  nothing changed).
-Baseline in the same run: the old per-input copy, `copy.deepcopy` of the same state.
+  nothing changed);
+- the free `state` inspect query, after one input (its digest re-hashes only the jobs that
+  inputs changed since the last ask, `dapp.market.state.JobDigests`).
+Baselines in the same run: the old per-input copy, `copy.deepcopy` of the same state, and the
+old `state` answer, the full digest re-hashing every job.
 
 Run: `.venv/bin/python -m bench.state_growth`; writes bench/results/state_growth.json.
 """
@@ -76,11 +79,22 @@ def main() -> dict[str, Any]:
         assert sim.market.digest() == before, "a refused input changed the state"
         deposit = timed(lambda: sim.deposit_eth("0x" + "33" * 20, 1))
         old_copy = timed(lambda: copy.deepcopy(sim.market.state))
+        sim.inspect("state")  # the first ask after a start hashes every job once
+
+        def ask_after_an_input() -> None:
+            sim.deposit_eth("0x" + "33" * 20, 1)
+            sim.inspect("state")
+
+        query = timed(ask_after_an_input) - deposit
+        full = timed(sim.market.digest)
+        assert sim.inspect("state")["digest"] == "0x" + sim.market.digest().hex()
         rows.append({"finished_jobs": n, "deposit_s": deposit, "refused_join_s": refused,
-                     "baseline_whole_state_copy_s": old_copy})
+                     "state_query_s": query, "baseline_whole_state_copy_s": old_copy,
+                     "baseline_full_digest_s": full})
         print(f"{n:>5} finished jobs: deposit {deposit * 1e3:8.2f} ms, refused join "
-              f"{refused * 1e3:8.2f} ms | baseline (whole-state copy per input) "
-              f"{old_copy * 1e3:9.2f} ms")
+              f"{refused * 1e3:8.2f} ms, state query {query * 1e3:8.2f} ms | baselines: "
+              f"whole-state copy per input {old_copy * 1e3:9.2f} ms, full digest per state "
+              f"query {full * 1e3:9.2f} ms")
     result = {"what": "one input's cost against the market's history (finished 6-round "
                       "50-trainer jobs)", "rows": rows}
     write_results("state_growth", result)

@@ -115,6 +115,10 @@ class MarketMachine(RuleBasedStateMachine):
         self.sim.advance(seconds)
 
     @invariant()
+    def the_state_query_digest_is_the_full_digest(self):
+        assert self.sim.market.digest(cached=True) == self.sim.market.digest()
+
+    @invariant()
     def money_is_conserved(self):
         state = self.sim.market.state
         assert state.conserved()

@@ -69,3 +69,28 @@ def test_the_market_leaves_unread_jobs_alone_and_refusals_change_nothing():
     assert sim.call(TRAINERS[0], p.Join(job_id)).accepted
     assert all(sim.market.state.jobs[i] is job for i, job in others.items())
     assert TRAINERS[0] in sim.market.state.jobs[job_id].trainers
+
+
+def test_the_free_state_query_rehashes_only_the_jobs_inputs_changed(monkeypatch):
+    """`state` is free to ask; hashing every job that ever ran on each ask was 10.9 s at 1,000
+    finished jobs (bench/state_growth.py). Its digest must still be the full digest's bytes."""
+    import dapp.market.state as state_mod
+
+    sim = MarketSim()
+    job_id = digits_job(sim).job_id
+    for i in range(job_id + 1, job_id + 4):
+        sim.market.state.jobs[i] = finished_job(i)
+    sim.market.state.next_job_id = job_id + 4
+    assert sim.inspect("state")["digest"] == "0x" + sim.market.digest().hex()
+    hashed: list[int] = []
+    real = state_mod.job_digest
+    monkeypatch.setattr(state_mod, "job_digest", lambda job: hashed.append(job.id) or real(job))
+    sim.inspect("state")
+    assert hashed == []                                       # nothing changed: nothing hashed
+    assert not sim.call(TRAINERS[0], p.Join(job_id + 1)).accepted
+    sim.inspect("state")
+    assert hashed == []                                       # a refusal commits nothing
+    assert sim.call(TRAINERS[0], p.Join(job_id)).accepted
+    answer = sim.inspect("state")["digest"]
+    assert hashed == [job_id]                                 # only the job the join changed
+    assert answer == "0x" + sim.market.digest().hex()

@@ -64,6 +64,8 @@ class _Upload:
     total: int
     touched: int
     chunks: dict[int, bytes] = field(default_factory=dict)
+    chunk_hashes: dict[int, bytes] = field(default_factory=dict)
+    """keccak of each chunk, taken once when it arrives (`digest` is a free query)."""
 
     @property
     def count(self) -> int:
@@ -78,6 +80,11 @@ class _Held:
     data: bytes
     touched: int  # block time of the last use
     uploader: str  # the account whose upload completed it: its quota carries the bytes
+    data_hash: bytes = b""
+    """keccak of `data`, taken once (`digest` is a free query, and up to 64 MiB is held)."""
+
+    def __post_init__(self) -> None:
+        self.data_hash = self.data_hash or keccak(self.data)
 
 
 @dataclass
@@ -188,6 +195,7 @@ class ContentInbox:
                 del self.pending[k]
             upload = self.pending.setdefault((who, key), _Upload(total, now))
             upload.chunks[index] = data
+            upload.chunk_hashes[index] = keccak(data)
             upload.touched = now
             if len(upload.chunks) < count:
                 return PutOutcome(key, "pending", len(upload.chunks), count,
@@ -260,10 +268,10 @@ class ContentInbox:
     def digest(self) -> bytes:
         """A hash of everything held, for replicas and tests to compare (sorted, so the same
         content gives the same digest whatever order it arrived in)."""
-        parts = [c.encode() + keccak(h.data) + h.touched.to_bytes(8, "big")
+        parts = [c.encode() + h.data_hash + h.touched.to_bytes(8, "big")
                  + h.uploader.encode() for c, h in sorted(self.objects.items())]
         parts += [w.encode() + c.encode() + u.total.to_bytes(8, "big")
                   + u.touched.to_bytes(8, "big") + b"".join(
-                      i.to_bytes(4, "big") + keccak(d) for i, d in sorted(u.chunks.items()))
+                      i.to_bytes(4, "big") + d for i, d in sorted(u.chunk_hashes.items()))
                   for (w, c), u in sorted(self.pending.items())]
         return keccak(b"".join(parts))

@@ -27,8 +27,8 @@ from dapp.market.closing import close_round
 from dapp.market.datacard import DataCardError, parse_data_card
 from dapp.market.ledger import InsufficientBalance
 from dapp.market.spec import JobSpec, parse_spec
-from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission,
-                               peek_job)
+from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, JobDigests, MarketState, Round,
+                               Submission, TrialJobs, peek_job)
 from dapp.ml.hparams import initial_hparams
 from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model, model_hash
 from dapp.outputs import InputRefused, Outputs, quote
@@ -58,6 +58,7 @@ class Market:
         self._specs: dict[str, JobSpec] = {}
         self._models: dict[str, Model] = {}        # by model hash: globals and this round's updates
         self._shards: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # by shard cid
+        self._job_digests = JobDigests()  # for the free `state` query
 
     # ---- entry points ------------------------------------------------------------------
 
@@ -81,6 +82,8 @@ class Market:
             handler: Callable[..., None] = getattr(self, "_on_" + type(call).__name__)
             handler(work, out, meta, sender, call)
         assert work.conserved(), "money conservation broken"
+        assert isinstance(work.jobs, TrialJobs)
+        self._job_digests.forget(work.jobs.touched)
         self.state = work.commit()
         for step in self._after_commit:
             step()
@@ -88,9 +91,12 @@ class Market:
         self._forget_unused()
         return out
 
-    def digest(self) -> bytes:
-        """Everything that decides future outputs: the market state and the content inbox."""
-        return keccak(self.state.digest() + self.inbox.digest())
+    def digest(self, cached: bool = False) -> bytes:
+        """Everything that decides future outputs: the market state and the content inbox.
+        `cached` reuses the hashes of jobs no input touched since they were last hashed (what
+        the free `state` query answers); the default re-hashes everything."""
+        known = self._job_digests if cached else None
+        return keccak(self.state.digest(known) + self.inbox.digest())
 
     def inspect(self, payload: bytes) -> Outputs:
         out = Outputs()
@@ -467,7 +473,7 @@ class Market:
             except Exception as exc:
                 raise InputRefused(f"bad content id {quote(parts[1])}: {exc}") from None
         if parts == ["state"]:
-            return {"digest": _hex(self.digest()), "inbox_bytes": self.inbox.held_bytes(),
+            return {"digest": _hex(self.digest(cached=True)), "inbox_bytes": self.inbox.held_bytes(),
                     "jobs": len(st.jobs),
                     "deposited": {t: str(v) for t, v in sorted(st.ledger.deposited.items())},
                     "withdrawn": {t: str(v) for t, v in sorted(st.ledger.withdrawn.items())}}
