@@ -473,8 +473,8 @@ class Market:
             except Exception as exc:
                 raise InputRefused(f"bad content id {quote(parts[1])}: {exc}") from None
         if parts == ["state"]:
-            return {"digest": _hex(self.digest(cached=True)), "inbox_bytes": self.inbox.held_bytes(),
-                    "jobs": len(st.jobs),
+            return {"digest": _hex(self.digest(cached=True)),
+                    "inbox_bytes": self.inbox.held_bytes(), "jobs": len(st.jobs),
                     "deposited": {t: str(v) for t, v in sorted(st.ledger.deposited.items())},
                     "withdrawn": {t: str(v) for t, v in sorted(st.ledger.withdrawn.items())}}
         raise InputRefused(f"unknown query {quote(path)}: try jobs, jobs/page/<k>, job/<id>, "
