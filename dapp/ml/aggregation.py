@@ -711,7 +711,8 @@ class Validated(Strategy):
                  collusion_cos: Fraction | None = DEFAULT_COLLUSION_COS,
                  weighting: str = DEFAULT_WEIGHTING, evidence: str = DEFAULT_EVIDENCE,
                  score_utility: str = DEFAULT_SCORE_UTILITY,
-                 reject_norm_ratio: Fraction | None = None) -> None:
+                 reject_norm_ratio: Fraction | None = None,
+                 collateral: Fraction | None = None) -> None:
         if utility not in UTILITIES:
             raise StrategyConfigError(f"validated: utility must be one of {UTILITIES}, "
                                       f"got {utility!r}")
@@ -740,6 +741,11 @@ class Validated(Strategy):
             raise StrategyConfigError(f"validated: reject_norm_ratio {reject_norm_ratio} needs a "
                                       f"max_norm_ratio, and at most it")
         self.reject_norm_ratio = reject_norm_ratio
+        if collateral is not None and (reject_norm_ratio is None or collateral <= 0):
+            raise StrategyConfigError(f"validated: collateral {collateral} must be > 0 and needs "
+                                      f"a reject_norm_ratio (it judges the steps between the two "
+                                      f"norm ratios)")
+        self.collateral = collateral
         if collusion_cos is not None and not 0 < collusion_cos <= 1:
             raise StrategyConfigError(f"validated: collusion_cos {collusion_cos} must lie in "
                                       f"(0, 1] or be null")
@@ -778,6 +784,8 @@ class Validated(Strategy):
         if self.reject_norm_ratio is not None:
             d["reject_norm_ratio"] = [self.reject_norm_ratio.numerator,
                                       self.reject_norm_ratio.denominator]
+        if self.collateral is not None:
+            d["collateral"] = [self.collateral.numerator, self.collateral.denominator]
         return d
 
     def passes(self, gain: int, validation: ValidationContext, utility: str) -> bool:
@@ -849,6 +857,7 @@ class Validated(Strategy):
         rejected: dict[str, str] = {}
         notes: dict[str, str] = {}
         gains: dict[str, int] = {}
+        spent: dict[str, tuple[int, int, int, int]] = {}
         live: list[ClientUpdate] = []
         for pl in players:
             u = flatten(pl.model)
@@ -866,6 +875,9 @@ class Validated(Strategy):
                 diff = [int((a - b).sum() if mask is None else (a - b)[mask].sum())
                         for a, b in zip(now, gate_base)]
                 gain, extra = diff[0], (diff[1] if len(diff) > 1 else None)
+                own = int(mask.sum()) if mask is not None else validation.size
+                elsewhere = (0 if mask is None else int((now[0] - gate_base[0])[~mask].sum()))
+                spent[pl.key] = (gain, own, elsewhere, validation.size - own)
             except InferenceOverflowError as exc:
                 rejected[pl.key] = f"inference overflows on the validation data: {exc}"
                 continue
@@ -894,6 +906,12 @@ class Validated(Strategy):
                 if boosted(sq[p.key]):
                     rejected[p.key] = (f"validated: delta norm above {hard} x the "
                                        f"evidence-weighted median norm (boosted update)")
+                elif too_big(sq[p.key]) and not self._collateral_ok(*spent[p.key]):
+                    rejected[p.key] = (f"validated: a longer step than most (delta norm above "
+                                       f"{self.max_norm_ratio} x the evidence-weighted median) "
+                                       f"that costs the classes its data card does not declare "
+                                       f"more than {self.collateral} x what it adds to the ones "
+                                       f"it declares, per public sample (flipped labels?)")
                 elif too_big(sq[p.key]):
                     # A longer step than most (a large or skewed dataset, or a boost short of
                     # the rejection threshold): it counts at max_norm_ratio x the median norm.
@@ -956,6 +974,18 @@ class Validated(Strategy):
                                dict(sorted(built.members.items())),
                                dict(sorted(built.shares.items())),
                                dict(sorted(gain_out.items())))
+
+    def _collateral_ok(self, own_gain: int, own: int, elsewhere: int, others: int) -> bool:
+        """A long step's cost to the public samples of classes its card does not declare, per
+        sample, is at most ``collateral`` x its gain per sample of the classes it declares
+        (rule utility, exactly). Without ``collateral``, or where the card declares every
+        class, there is nothing to weigh."""
+        if self.collateral is None or others == 0:
+            return True
+        if own_gain <= 0 or own == 0:
+            return False
+        p, q = self.collateral.numerator, self.collateral.denominator
+        return elsewhere * own * q >= -p * own_gain * others
 
     def _too_big(self, median_sq: int) -> Any:
         """sq -> True when sqrt(sq) > max_norm_ratio x sqrt(median_sq), exactly."""
@@ -1108,7 +1138,7 @@ _KEYS = {
     "distance_filter": {"rule", "max_ratio", "then"},
     "validated": {"rule", "utility", "min_gain", "cluster_cos", "clip", "or_correct",
                   "second_chance", "step", "max_norm_ratio", "collusion_cos", "weighting",
-                  "evidence", "score_utility", "reject_norm_ratio"},
+                  "evidence", "score_utility", "reject_norm_ratio", "collateral"},
 }
 
 
@@ -1165,7 +1195,9 @@ def build_strategy(config: Any, _depth: int = 0) -> Strategy:
                          config.get("evidence", DEFAULT_EVIDENCE),
                          config.get("score_utility", DEFAULT_SCORE_UTILITY),
                          None if config.get("reject_norm_ratio") is None else
-                         _rational(config["reject_norm_ratio"], "validated.reject_norm_ratio"))
+                         _rational(config["reject_norm_ratio"], "validated.reject_norm_ratio"),
+                         None if config.get("collateral") is None else
+                         _rational(config["collateral"], "validated.collateral"))
     then = build_strategy(config.get("then", "fedavg"), _depth + 1)
     if rule == "multi_krum":
         return MultiKrum(_pos_int(config, "f", 0), _pos_int(config, "m", 1), then)
