@@ -44,7 +44,8 @@ DEMO_AGGREGATION: dict[str, Any] = {"rule": "validated", "utility": "margin",
                                     "min_gain": [1, 1000], "step": [1, 2], "max_norm_ratio": [2, 1], "cluster_cos": [23, 25],
                                     "clip": "score", "or_correct": True,
                                     "second_chance": True, "collusion_cos": [99, 100],
-                                    "weighting": "root4_gain_norm", "evidence": "card_classes"}
+                                    "weighting": "root4_gain_norm", "evidence": "card_classes",
+                                    "reject_norm_ratio": [4, 1], "collateral": [2, 1]}
 LEGACY_AGGREGATION: dict[str, Any] = {
     "rule": "norm_clip", "mode": "reject", "max_norm_ratio": [3, 1],
     "then": {"rule": "multi_krum", "f": 1, "m": 8, "then": "fedavg"}}

@@ -268,3 +268,53 @@ def test_market_pays_colluders_nothing(parts, monkeypatch):
     reasons = [e.get("reason", "") for n in run.notices for e in n["trainers"]
                if e["address"] in tr[3].addresses()]
     assert reasons and all("colluding" in r for r in reasons), reasons
+
+
+def test_a_long_step_that_costs_the_classes_its_card_leaves_out_is_rejected(parts):
+    """``collateral``: a long step (between max_norm_ratio and reject_norm_ratio) is admitted,
+    clipped, only when what it costs the public samples of the classes its card does not
+    declare stays within ``collateral`` x what it adds to the declared ones, per sample. A
+    skewed honest trainer's long step pushes every class towards its own and passes; labels
+    flipped under a card that claims the flipped classes gain a little on those (a bias push)
+    while destroying the classes really held, and are rejected."""
+    d = digits()
+    g = owner_initial_model()
+    gf = flatten(g)
+    ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)
+    pool = np.arange(ms.OWNER_POOL, len(d.y_pool))
+    low = pool[np.isin(d.y_pool[pool], [3, 4, 5])]      # 250 images of three classes
+    others = [0, 1, 3, 4]
+    models = {i: trainer_models(Trainer(i, parts[i]), g, 0)[0][1] for i in others}
+    ups: list[ClientUpdate] = []
+    hists: dict[str, list[int]] = {}
+    for i in others:   # each honest update twice (one unit apart), as in the test above
+        bumped = Model({k_: v + (k_ == "fc.bias") for k_, v in models[i].items()})
+        for key, m in ((ms.trainer_address(i), models[i]), (ms.trainer_address(10 + i), bumped)):
+            ups.append(ClientUpdate(key, m, 100))
+            hists[key] = np.bincount(d.y_pool[parts[i]], minlength=10).tolist()
+    median = sorted(math.isqrt(sq_norm(flatten(models[i]) - gf)) for i in others)[1]
+
+    def long(model: Model, key: str) -> ClientUpdate:
+        step = flatten(model) - gf
+        k = 5 * median / 2 / math.isqrt(sq_norm(step))   # 2.5x the median: between 2x and 4x
+        return ClientUpdate(key, unflatten_like(gf + np.round(step * k).astype(np.int64), g), 100)
+
+    skewed = long(trainer_models(Trainer(20, low), g, 0)[0][1], "0x" + "c1" * 20)
+    flipper = long(trainer_models(Trainer(21, low, mode="label_flip"), g, 0)[0][1], "0x" + "c2" * 20)
+    counts = np.bincount(d.y_pool[low], minlength=10)
+    hists[skewed.key] = counts.tolist()
+    hists[flipper.key] = counts[::-1].tolist()           # the card of the labels it trained on
+    rule = dict(VALIDATED, collusion_cos=None, reject_norm_ratio=[4, 1], collateral=[2, 1])
+    out = build_strategy(rule).aggregate(g, ups + [skewed, flipper], validation=ctx,
+                                         histograms=hists)
+    assert skewed.key in out.accepted and "delta clipped to 2 x" in out.notes[skewed.key], (
+        out.rejected.get(skewed.key), out.rejected.get(flipper.key))
+    assert "flipped labels?" in out.rejected[flipper.key], out.rejected.get(flipper.key)
+    loose = {k_: v for k_, v in rule.items() if k_ != "collateral"}
+    before = build_strategy(loose).aggregate(g, ups + [skewed, flipper], validation=ctx,
+                                             histograms=hists)
+    assert flipper.key in before.accepted      # what the collateral test adds
+    assert build_strategy(rule).to_dict()["collateral"] == [2, 1]
+    for bad in ({"collateral": [0, 1]}, {"collateral": [2, 1], "reject_norm_ratio": None}):
+        with pytest.raises(StrategyConfigError):
+            build_strategy(dict(rule, **bad))
