@@ -115,7 +115,8 @@ def test_template_rule_is_the_robust_one():
     assert (s.collusion_cos, s.weighting, s.max_norm_ratio) == (Fraction(99, 100), "root4_gain_norm",
                                                                   Fraction(2))
     assert (s.evidence_on, s.step, s.clip) == ("card_classes", Fraction(1, 2), "score")
-    assert s.reject_norm_ratio is None  # measured, not adopted: see the README
+    # long steps are clipped, not refused, when their collateral holds (robustness_50, README)
+    assert (s.reject_norm_ratio, s.collateral) == (Fraction(4), Fraction(2))
 
 
 def test_evidence_config_round_trips_and_is_checked():
@@ -234,13 +235,14 @@ def test_a_longer_step_is_clipped_and_only_a_boost_is_rejected(parts):
     k = 7 * norms[1] / 2 / math.isqrt(sq_norm(flatten(models[2]) - gf))
     longer = stretched(models[2], k, "0x" + "b3" * 20)
     boost = stretched(models[1], 10, "0x" + "b6" * 20)
-    rule = dict(VALIDATED, collusion_cos=None, reject_norm_ratio=[4, 1])
+    rule = dict(VALIDATED, collusion_cos=None, reject_norm_ratio=[4, 1], collateral=None)
     out = build_strategy(rule).aggregate(g, ups + [longer, boost], validation=ctx)
     assert "boosted update" in out.rejected[boost.key]
     assert longer.key in out.accepted and "delta clipped to 2 x" in out.notes[longer.key]
     player = {p.key: p for p in out.players}[longer.key]
     assert sq_norm(flatten(player.model) - gf) < sq_norm(flatten(longer.model) - gf)
-    old = build_strategy({k_: v for k_, v in rule.items() if k_ != "reject_norm_ratio"})
+    old = build_strategy({k_: v for k_, v in rule.items()
+                          if k_ not in ("reject_norm_ratio", "collateral")})
     assert "boosted update" in old.aggregate(g, ups + [longer, boost], validation=ctx).rejected[longer.key]
     assert build_strategy(rule).to_dict()["reject_norm_ratio"] == [4, 1]
     for bad in ({"reject_norm_ratio": [1, 1]}, {"reject_norm_ratio": [4, 1], "max_norm_ratio": None},
