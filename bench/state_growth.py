@@ -16,6 +16,13 @@ the market stores), then, through `dapp.loop.handle_advance` as the node calls i
 Baselines in the same run: the old per-input copy, `copy.deepcopy` of the same state, and the
 old `state` answer, the full digest re-hashing every job.
 
+Then the same deposit, and the `state` query after it, against N accounts that hold a balance
+(each one a deposit away for anyone): the input changes one balance in a `TrialLedger` and
+checks money conservation on running totals; the query reads a multiset hash of the balances
+kept up to date as they move (`dapp.hashing.MultisetHash`). Baselines: what every input did
+before, a deep copy of the ledger and a sum over every balance, and what every query did, the
+ledger serialised and hashed whole.
+
 Run: `.venv/bin/python -m bench.state_growth`; writes bench/results/state_growth.json.
 """
 
@@ -24,14 +31,18 @@ from __future__ import annotations
 import copy
 import statistics
 import time
+from dataclasses import asdict
 from typing import Any
 
 from bench import write_results
+from dapp import canonical
+from dapp.hashing import keccak
 from dapp.market import protocol as p
 from dapp.market.state import FINISHED, Job, Round, Submission
 from tests.market_harness import MarketSim
 
 SIZES = (0, 100, 1000)
+ACCOUNTS = (0, 10_000, 100_000)
 TRAINERS, ROUNDS, REPEATS = 50, 6, 5
 
 
@@ -95,8 +106,39 @@ def main() -> dict[str, Any]:
               f"{refused * 1e3:8.2f} ms, state query {query * 1e3:8.2f} ms | baselines: "
               f"whole-state copy per input {old_copy * 1e3:9.2f} ms, full digest per state "
               f"query {full * 1e3:9.2f} ms")
+    ledger_rows = []
+    for n in ACCOUNTS:
+        sim = MarketSim()
+        led = sim.market.state.ledger
+        for i in range(n):
+            led.credit(p.ETH, f"0x{i + 1:040x}", 1)
+        led.record_deposit(p.ETH, n)
+        deposit = timed(lambda: sim.deposit_eth("0x" + "33" * 20, 1))
+        assert sim.market.state.conserved() and led.audit()
+
+        def old_way() -> None:
+            copy.deepcopy(sim.market.state.ledger)
+            sum(sim.market.state.ledger.balances.get(p.ETH, {}).values())
+
+        old = timed(old_way)
+        sim.inspect("state")  # the first ask after a start hashes every bucket once
+
+        def ask_after_a_deposit() -> None:
+            sim.deposit_eth("0x" + "33" * 20, 1)
+            sim.inspect("state")
+
+        query = timed(ask_after_a_deposit) - deposit
+        full = timed(lambda: keccak(canonical.dumps(asdict(led))))  # the old answer's ledger
+        assert sim.inspect("state")["digest"] == "0x" + sim.market.digest().hex()
+        ledger_rows.append({"accounts": n, "deposit_s": deposit, "state_query_s": query,
+                            "baseline_ledger_copy_and_sum_s": old,
+                            "baseline_ledger_rehashed_s": full})
+        print(f"{n:>7} accounts: deposit {deposit * 1e3:8.2f} ms, state query {query * 1e3:8.2f} "
+              f"ms | baselines: ledger copy and sum per input {old * 1e3:9.2f} ms, every "
+              f"balance re-hashed per state query {full * 1e3:9.2f} ms")
     result = {"what": "one input's cost against the market's history (finished 6-round "
-                      "50-trainer jobs)", "rows": rows}
+                      "50-trainer jobs) and against the accounts holding a balance",
+              "rows": rows, "ledger_rows": ledger_rows}
     write_results("state_growth", result)
     return result
 

@@ -121,7 +121,7 @@ class MarketMachine(RuleBasedStateMachine):
     @invariant()
     def money_is_conserved(self):
         state = self.sim.market.state
-        assert state.conserved()
+        assert state.conserved() and state.ledger.audit()  # running totals = the balances
         led = state.ledger
         for token in led.deposited:
             assert led.withdrawn.get(token, 0) == self.paid_out.get(token, 0)

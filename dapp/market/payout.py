@@ -23,7 +23,7 @@ from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 
 from dapp.market import protocol as p
-from dapp.market.ledger import Ledger
+from dapp.market.ledger import LedgerView
 
 BATCH_PAYOUT = "0x9a46ce24570a9768405a0b82f9295278c01941e3"
 """BatchPayout's CREATE2 address (deployer 0x4e59b448..., salt 0, solc 0.8.30 build)."""
@@ -36,11 +36,11 @@ MAX_AMOUNT = (1 << 96) - 1
 """An entry packs the amount in 96 bits; a larger balance is left for `withdraw`."""
 
 
-def plan(ledger: Ledger, token: str, exclude: set[str]) -> list[tuple[str, int]]:
+def plan(ledger: LedgerView, token: str, exclude: set[str]) -> list[tuple[str, int]]:
     """Who is paid and how much: every positive balance in `token` (all of it), ascending by
     address, at most MAX_PAYEES, amounts that fit 96 bits, accounts in `exclude` skipped."""
     chosen: list[tuple[str, int]] = []
-    for account, amount in sorted(ledger.balances.get(token, {}).items()):
+    for account, amount in sorted(ledger.accounts(token).items()):
         if account in exclude or not 0 < amount <= MAX_AMOUNT:
             continue
         chosen.append((account, amount))

@@ -22,7 +22,7 @@ from typing import Any, Iterator, MutableMapping
 
 from dapp import canonical
 from dapp.hashing import keccak
-from dapp.market.ledger import Ledger
+from dapp.market.ledger import Ledger, LedgerView, TrialLedger
 
 OPEN, FINISHED, CANCELLED = "open", "finished", "cancelled"
 
@@ -157,36 +157,45 @@ def peek_job(jobs: MutableMapping[int, Job], job_id: int) -> Job:
 class MarketState:
     jobs: MutableMapping[int, Job] = field(default_factory=dict)
     next_job_id: int = 1
-    ledger: Ledger = field(default_factory=Ledger)
+    ledger: LedgerView = field(default_factory=Ledger)
 
     def trial(self, share_ledger: bool = False) -> "MarketState":
-        """A state for one input to change: jobs copied when the input reads them, the ledger
-        (balances, one entry per account with money) copied whole, or shared when the caller
-        knows the input cannot touch it (a batch's signed join, commit or reveal, tried once
-        per message). ``commit()`` it on success; drop it on refusal and this state is
+        """A state for one input to change: jobs copied when the input reads them, balances
+        kept aside when the input changes them (`TrialLedger`), or the ledger shared when the
+        caller knows the input cannot touch it (a batch's signed join, commit or reveal, tried
+        once per message). ``commit()`` it on success; drop it on refusal and this state is
         unchanged."""
         return MarketState(TrialJobs(self.jobs), self.next_job_id,
-                           self.ledger if share_ledger else copy.deepcopy(self.ledger))
+                           self.ledger if share_ledger else TrialLedger(self.ledger))
 
     def commit(self) -> "MarketState":
         """The state this trial was taken from, with the trial's changes (the trial's fields
         replace its own; that state is the one to keep using)."""
         if isinstance(self.jobs, TrialJobs):
             self.jobs = self.jobs.commit()
+        if isinstance(self.ledger, TrialLedger):
+            self.ledger = self.ledger.commit()
         return self
 
     def to_json(self) -> dict[str, Any]:
         return {"jobs": {str(k): asdict(job) for k, job in self.jobs.items()},
-                "next_job_id": self.next_job_id, "ledger": asdict(self.ledger)}
+                "next_job_id": self.next_job_id, "ledger": asdict(self._committed_ledger())}
+
+    def _committed_ledger(self) -> Ledger:
+        if not isinstance(self.ledger, Ledger):
+            raise TypeError("only a committed state has a canonical form (commit the trial)")
+        return self.ledger
 
     def digest(self, known: "JobDigests | None" = None) -> bytes:
-        """keccak over the hash of every job, the next job id and the ledger. With `known`, the
-        hashes of jobs no committed input touched since are taken from it instead of
-        recomputed (the same bytes while the cache is sound; tests compare both)."""
+        """keccak over the hash of every job, the next job id and the ledger's digest. With
+        `known`, the hashes of jobs no committed input touched since are taken from it, and the
+        ledger's buckets whose balances did not move, instead of recomputed (the same bytes
+        while those caches are sound; tests compare both)."""
         jobs = {str(k): _hex(known.of(k, job) if known is not None else job_digest(job))
                 for k, job in self.jobs.items()}
         return keccak(canonical.dumps({"jobs": jobs, "next_job_id": self.next_job_id,
-                                       "ledger": asdict(self.ledger)}))
+                                       "ledger": _hex(self._committed_ledger().digest(
+                                           cached=known is not None))}))
 
     def escrowed(self, token: str) -> int:
         return sum(j.escrow for j in self.jobs.values() if j.token == token)
