@@ -75,3 +75,27 @@ def test_a_trial_over_a_trial_commits_into_it():
     assert outer.accounts(TOKENS[0]) == {ACCOUNTS[1]: 10}
     outer.commit()
     assert base.balances == {TOKENS[0]: {ACCOUNTS[1]: 10}} and base.audit()
+
+
+@settings(max_examples=100, deadline=None)
+@given(items=st.lists(st.binary(max_size=8), max_size=12), extra=st.lists(st.binary(max_size=8),
+                                                                          max_size=6),
+       seed=st.randoms())
+def test_the_multiset_hash_depends_on_contents_not_order(items, extra, seed):
+    from dapp.hashing import MultisetHash
+
+    a, b = MultisetHash(), MultisetHash()
+    for x in items:
+        a.add(x)
+    shuffled = list(items) + list(extra)
+    seed.shuffle(shuffled)
+    for x in shuffled:
+        b.add(x)
+    for x in extra:          # removing what was added gives the same multiset back
+        b.remove(x)
+    assert a.digest() == b.digest()
+    if extra:
+        c = MultisetHash()
+        for x in items + extra:
+            c.add(x)
+        assert c.digest() != a.digest()
