@@ -5,13 +5,13 @@ content cache outside the state, keyed by their hashes. An input works on a `tri
 state, committed only when it succeeds, so a refused input changes nothing; the trial copies a
 job only when the input reads it (`TrialJobs`), because the jobs grow with the market's history
 and copying all of them for every input made every input slower than the last (1,000 finished
-50-trainer jobs: 4.5 s per input on x86-64, bench/state_growth.py, before the RISC-V
+50-trainer jobs: 4.7 s per input on x86-64, bench/state_growth.py, before the RISC-V
 emulator's slowdown).
 `digest()` is the canonical hash that tests use to prove that a refused input changed nothing.
 It hashes each job on its own and then the list of job hashes, so that the market can keep the
 hashes of jobs no input touched (`JobDigests`) and answer the free `state` query in time that
-does not grow with history (every job re-hashed: 10.3 s at 1,000 finished 50-trainer jobs;
-1.4 ms now, bench/state_growth.py).
+does not grow with history (every job re-hashed: 11.9 s at 1,000 finished 50-trainer jobs;
+3.5 ms now, bench/state_growth.py).
 """
 
 from __future__ import annotations
