@@ -93,8 +93,9 @@ class Market:
 
     def digest(self, cached: bool = False) -> bytes:
         """Everything that decides future outputs: the market state and the content inbox.
-        `cached` reuses the hashes of jobs no input touched since they were last hashed (what
-        the free `state` query answers); the default re-hashes everything."""
+        `cached` reuses the hashes of jobs no input touched since they were last hashed and the
+        balances' multiset hash kept as they move (what the free `state` query answers); the
+        default re-hashes everything."""
         known = self._job_digests if cached else None
         return keccak(self.state.digest(known) + self.inbox.digest())
 

@@ -189,7 +189,7 @@ class MarketState:
     def digest(self, known: "JobDigests | None" = None) -> bytes:
         """keccak over the hash of every job, the next job id and the ledger's digest. With
         `known`, the hashes of jobs no committed input touched since are taken from it, and the
-        ledger's buckets whose balances did not move, instead of recomputed (the same bytes
+        ledger's multiset hash kept as balances move, instead of recomputed (the same bytes
         while those caches are sound; tests compare both)."""
         jobs = {str(k): _hex(known.of(k, job) if known is not None else job_digest(job))
                 for k, job in self.jobs.items()}
