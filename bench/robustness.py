@@ -375,7 +375,8 @@ def make_updates(d: Mnist, st: Setting, data: Data, arch: ArchSpec, g: Model, at
 def rejection_kind(reason: str) -> str:
     """A rejection reason from a round notice, in a word."""
     for kind, mark in (("boosted", "boosted update"), ("colluding", "collud"),
-                       ("gate", "below min_gain"), ("overflow", "overflows")):
+                       ("gate", "below min_gain"), ("overflow", "overflows"),
+                       ("collateral", "flipped labels?")):
         if mark in reason:
             return kind
     return "other"
