@@ -799,7 +799,9 @@ def close_round(st: State, job: int, round_: int | None) -> Any:
 @click.option("--wait", type=float, default=0.0, help="wait up to this many seconds for proofs")
 @command
 def vouchers(st: State, execute: bool, all_: bool, wait: float) -> Any:
-    """List your vouchers (ready once their epoch is claimed) and execute them with proofs."""
+    """List your vouchers (ready once their epoch is claimed) and the batched payouts that pay
+    you, and execute them with proofs."""
+    from dapp.market.protocol import ETH
     from rollup.vouchers import OutputNotReexecutable, ProvableOutput, execute_output, was_output_executed
 
     ctx = st.ctx
@@ -809,8 +811,8 @@ def vouchers(st: State, execute: bool, all_: bool, wait: float) -> Any:
         if st.json or wait <= 0:
             status_.stop()
         while True:
-            vs = ctx.node.vouchers(me)
-            if all(v.proof_ready for v in vs) or time.monotonic() >= deadline:
+            vs, bs = ctx.node.vouchers(me), ctx.node.payouts(me)
+            if all(v.proof_ready for v in [*vs, *bs]) or time.monotonic() >= deadline:
                 break
             left = deadline - time.monotonic()
             status_.update(f"waiting for voucher proofs (the epoch's claim), {left:.0f} s left...")
@@ -828,12 +830,31 @@ def vouchers(st: State, execute: bool, all_: bool, wait: float) -> Any:
             except OutputNotReexecutable:
                 row["executed"] = True
         rows.append(row)
+    # Batched payouts (`tributary payout`) that pay this account: executing one pays everyone in it.
+    for b in bs:
+        executed = was_output_executed(ctx.chain.w3, ctx.chain.app, b.index)
+        row = {"index": b.index, "to": me or f"{len(b.entries)} payees",
+               "amount": str(b.amount_for(me)), "destination": b.raw["decoded_data"]["destination"],
+               "token": b.token, "kind": "batched payout", "proof_ready": b.proof_ready,
+               "executed": executed}
+        if execute and not executed and b.proof_ready:
+            try:
+                rcpt = execute_output(ctx.chain.w3, ctx.chain.app, ProvableOutput.from_rpc(b.raw),
+                                      ctx.signer.private_key)
+                row.update(executed=True, tx="0x" + bytes(rcpt["transactionHash"]).hex())
+            except OutputNotReexecutable:
+                row["executed"] = True
+        rows.append(row)
 
     def human() -> None:
         t = _table("vouchers", ("index", "pays", "amount", "proof", "executed"))
         for r in rows:
-            tok = None if r["destination"].lower() == r["to"] else r["destination"]
-            t.add_row(str(r["index"]), r["to"], fmt_wei(r["amount"], tok),
+            if "token" in r:
+                tok = None if r["token"] == ETH else r["token"]
+            else:
+                tok = None if r["destination"].lower() == r["to"] else r["destination"]
+            pays = r["to"] + (" (batched payout)" if r.get("kind") == "batched payout" else "")
+            t.add_row(str(r["index"]), pays, fmt_wei(r["amount"], tok),
                       "ready" if r["proof_ready"] else "waiting for claim", "yes" if r["executed"] else "no")
         console.print(t)
         if any(not r["proof_ready"] for r in rows):

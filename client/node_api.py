@@ -80,6 +80,21 @@ class VoucherOut:
         return t[1] if t else self.value
 
 
+@dataclass
+class PayoutOut:
+    """A batched payout: one DelegateCallVoucher that pays every entry when executed."""
+
+    index: int
+    token: str
+    entries: list[tuple[str, int]]
+    proof_ready: bool
+    raw: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    def amount_for(self, payee: str | None) -> int:
+        """What it pays `payee` (everyone, for None)."""
+        return sum(v for a, v in self.entries if payee is None or a == payee.lower())
+
+
 def _int(v: Any) -> int:
     if isinstance(v, int):
         return v
@@ -249,6 +264,23 @@ class NodeClient:
                            raw=o)
             if beneficiary is None or v.beneficiary() == beneficiary.lower():
                 out.append(v)
+        return out
+
+    def payouts(self, payee: str | None = None) -> list[PayoutOut]:
+        """Batched payouts (DelegateCallVouchers running BatchPayout); with `payee`, those that
+        pay it. Anyone may execute one: it pays every payee in it."""
+        from dapp.market.payout import BATCH_PAYOUT, payees_of
+
+        out = []
+        for o in self.outputs(output_type="delegatecallvoucher"):
+            d = o["decoded_data"]
+            decoded = payees_of(bytes.fromhex(d["payload"][2:]))
+            if d["destination"].lower() != BATCH_PAYOUT or decoded is None:
+                continue
+            token, entries = decoded
+            if payee is None or any(a == payee.lower() for a, _ in entries):
+                out.append(PayoutOut(_int(o["index"]), token, entries,
+                                     bool(o.get("output_hashes_siblings")), raw=o))
         return out
 
     def health(self) -> dict[str, Any]:

@@ -45,14 +45,24 @@ def test_payout_and_relay_through_the_cli(net: Net) -> None:  # noqa: F811
     assert json.loads(sent.stdout)["input"] >= 0
     before = {a: w3.eth.get_balance(a) for a in amounts}
 
+    # a payee sees the batched payout among its vouchers, with its own amount, and executing it
+    # there pays everyone in it
+    mine = [r for r in net.run("vouchers", key=A.private_key) if r.get("kind") == "batched payout"]
+    assert [(r["to"], int(r["amount"])) for r in mine] == [(A.address.lower(), amounts[A.address])]
+
     def executed() -> bool:
         net.run("dev", "mine", str(dep.epoch_length + 1), key=ANYONE.private_key)
-        rows = json.loads(net.run("payout", "--execute", key=ANYONE.private_key,
-                                  json_out=False).stdout)
+        rows = [r for r in net.run("vouchers", "--execute", key=A.private_key)
+                if r.get("kind") == "batched payout"]
         return bool(rows) and all(r["executed"] for r in rows)
 
     _wait(executed, 90, "the batched payout to be claimed and executed")
-    assert {a: w3.eth.get_balance(a) - before[a] for a in amounts} == amounts
+    assert w3.eth.get_balance(B.address) - before[B.address] == amounts[B.address]
+    # A executed it and paid the gas: it got its amount less the fee
+    assert 0 < w3.eth.get_balance(A.address) - before[A.address] <= amounts[A.address]
+    rows = json.loads(net.run("payout", "--execute", key=ANYONE.private_key,
+                              json_out=False).stdout)
+    assert rows and all(r["executed"] for r in rows)      # already executed: nothing sent
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -5,6 +5,8 @@ sender is the Application itself) credits the payee again; money is conserved th
 from __future__ import annotations
 
 from eth_abi import decode as abi_decode
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dapp.market import payout
 from dapp.market import protocol as p
@@ -87,3 +89,15 @@ def test_payout_is_capped_and_skips_what_does_not_fit() -> None:
     assert [a for a, _ in _entries(dcv.payload)[1]] == accounts[payout.MAX_PAYEES:]
     assert not sim.call(T[0], p.Payout(p.ETH)).accepted   # 2**96 and more: `withdraw` only
     assert sim.inspect(f"balance/{huge}")["balances"] == {p.ETH: str(payout.MAX_AMOUNT + 1)}
+
+
+@settings(max_examples=100, deadline=None)
+@given(token=st.binary(min_size=20, max_size=20),
+       entries=st.lists(st.tuples(st.binary(min_size=20, max_size=20),
+                                  st.integers(1, payout.MAX_AMOUNT)), max_size=20))
+def test_a_batched_payout_names_what_it_pays_each_payee(token, entries):
+    """What `tributary vouchers` shows a payee: the payload decodes to the exact entries."""
+    tok = "0x" + token.hex()
+    payees = [("0x" + a.hex(), v) for a, v in entries]
+    assert payout.payees_of(payout.pay_payload(tok, payees)) == (tok, payees)
+    assert payout.payees_of(b"\x00" * 4 + payout.pay_payload(tok, payees)[4:]) is None

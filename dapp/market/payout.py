@@ -55,6 +55,22 @@ def pay_payload(token: str, payees: list[tuple[str, int]]) -> bytes:
     return PAY + abi_encode(["address", "bytes32[]"], [token, entries])
 
 
+def payees_of(payload: bytes) -> tuple[str, list[tuple[str, int]]] | None:
+    """(token, [(payee, amount)]) of a `pay_payload`, for clients listing what a batched payout
+    pays them; None if the bytes are anything else."""
+    if payload[:4] != PAY:
+        return None
+    try:
+        token, entries = abi_decode(["address", "bytes32[]"], payload[4:])
+    except Exception:
+        return None
+    out = []
+    for e in entries:
+        v = int.from_bytes(e, "big")
+        out.append((f"0x{v >> 96:040x}", v & MAX_AMOUNT))
+    return str(token).lower(), out
+
+
 def returned_payee(exec_layer_data: bytes) -> str | None:
     """The payee named by a returned payout's execLayerData (`payoutReturned(address)`), or
     None if the bytes are anything else."""
