@@ -154,3 +154,24 @@ def test_spec_and_initial_model_from_either_store(kind: str, tmp_path: Path) -> 
 @contextlib.contextmanager
 def _nothing() -> Iterator[None]:
     yield None
+
+
+def test_an_erc20_deposit_is_shown_as_one() -> None:
+    """A deposit is told by the portal that sent it: an ERC-20 deposit's bytes also parse as an
+    ether deposit (from the wrong sender, of a nonsense amount), which the dashboard showed."""
+    from client.dashboard.data import _describe_call
+    from dapp.market import protocol as p
+
+    token, who = "0x" + "7e" * 20, "0x" + "a1" * 20
+    erc20 = bytes.fromhex(token[2:]) + bytes.fromhex(who[2:]) + (5 * 10**18).to_bytes(32, "big")
+    assert _describe_call(erc20, p.ERC20_PORTAL) == (
+        "ERC-20 deposit", {"value": str(5 * 10**18), "token": token}, who)
+    job = erc20 + p.CreateJob("bafkreitest").encode()
+    method, args, sender = _describe_call(job, p.ERC20_PORTAL.upper().replace("0X", "0x"))
+    assert (method, args["spec_cid"], args["token"], sender) == (
+        "createJob (ERC-20 deposit)", "bafkreitest", token, who)
+    ether = bytes.fromhex(who[2:]) + (7).to_bytes(32, "big")
+    assert _describe_call(ether, p.ETHER_PORTAL) == (
+        "ether deposit", {"value": "7", "token": p.ETH}, who)
+    assert _describe_call(b"\x01" * 10, p.ERC20_PORTAL)[0] == "malformed ERC-20 deposit"
+    assert _describe_call(erc20, who)[0] == "unknown"    # the same bytes from an account

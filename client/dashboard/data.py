@@ -133,31 +133,32 @@ class Claim:
 
 
 def _describe_call(payload: bytes, sender: str) -> tuple[str, dict[str, Any], str]:
-    """(method, arguments, real sender) of an input's payload; portal deposits included."""
-    try:
-        call = p.decode_account_call(payload)
-        args = {}
-        for k, v in vars(call).items():
-            args[k] = ("0x" + v.hex()) if isinstance(v, bytes) else v
-        if isinstance(call, p.PutContent):
-            args["data"] = f"{len(call.data)} bytes"
-        name = type(call).SIGNATURE.split("(")[0]
-        return name, args, sender
-    except p.ProtocolError:
-        pass
-    # portal deposits (sender ++ value ++ execLayerData; ERC-20 adds the token)
-    for decode, kind in ((p.decode_ether_deposit, "ether"), (p.decode_erc20_deposit, "ERC-20")):
+    """(method, arguments, real sender) of an input's payload; portal deposits included, told
+    apart by the portal that sent them (an ERC-20 deposit's bytes also parse as an ether one)."""
+    portals = {p.ETHER_PORTAL: (p.decode_ether_deposit, "ether"),
+               p.ERC20_PORTAL: (p.decode_erc20_deposit, "ERC-20")}
+    if sender.lower() in portals:
+        decode, kind = portals[sender.lower()]
         try:
             dep = decode(payload)
-            args = {"value": str(dep.value), "token": getattr(dep, "token", ETH)}
-            try:
-                args["spec_cid"] = p.decode_create_job(dep.exec_layer_data).spec_cid
-                return f"createJob ({kind} deposit)", args, dep.sender
-            except p.ProtocolError:
-                return f"{kind} deposit", args, dep.sender
-        except Exception:
-            pass
-    return "unknown", {"bytes": len(payload)}, sender
+        except p.ProtocolError:
+            return f"malformed {kind} deposit", {"bytes": len(payload)}, sender
+        args = {"value": str(dep.value), "token": getattr(dep, "token", ETH)}
+        try:
+            args["spec_cid"] = p.decode_create_job(dep.exec_layer_data).spec_cid
+            return f"createJob ({kind} deposit)", args, dep.sender
+        except p.ProtocolError:
+            return f"{kind} deposit", args, dep.sender
+    try:
+        call = p.decode_account_call(payload)
+    except p.ProtocolError:
+        return "unknown", {"bytes": len(payload)}, sender
+    args = {}
+    for k, v in vars(call).items():
+        args[k] = ("0x" + v.hex()) if isinstance(v, bytes) else v
+    if isinstance(call, p.PutContent):
+        args["data"] = f"{len(call.data)} bytes"
+    return type(call).SIGNATURE.split("(")[0], args, sender
 
 
 def decode_output(o: dict[str, Any]) -> Output:

@@ -34,8 +34,7 @@ from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_mod
 from dapp.outputs import InputRefused, Outputs, quote
 from dapp.rollup_api import Metadata
 
-ETHER_PORTAL = "0xa632c5c05812c6a6149b7af5c56117d1d2603828"
-ERC20_PORTAL = "0xaca6586a0cf05bd831f2501e7b4aea550da6562d"
+ETHER_PORTAL, ERC20_PORTAL = p.ETHER_PORTAL, p.ERC20_PORTAL
 MODEL_REPORT_CHUNK = 256 * 1024
 JOBS_PAGE = 100  # jobs per `jobs` answer: `jobs/page/<k>` for the rest
 
