@@ -817,18 +817,22 @@ def vouchers(st: State, execute: bool, all_: bool, wait: float) -> Any:
             left = deadline - time.monotonic()
             status_.update(f"waiting for voucher proofs (the epoch's claim), {left:.0f} s left...")
             time.sleep(0.5)
+    def run_it(raw: dict[str, Any], row: dict[str, Any]) -> None:
+        """Execute one output with its proof; already executed (by anyone) counts as done."""
+        try:
+            rcpt = execute_output(ctx.chain.w3, ctx.chain.app, ProvableOutput.from_rpc(raw),
+                                  ctx.signer.private_key)
+            row.update(executed=True, tx="0x" + bytes(rcpt["transactionHash"]).hex())
+        except OutputNotReexecutable:
+            row["executed"] = True
+
     rows = []
     for v in vs:
         executed = was_output_executed(ctx.chain.w3, ctx.chain.app, v.index)
         row = {"index": v.index, "to": v.beneficiary(), "amount": str(v.amount()),
                "destination": v.destination, "proof_ready": v.proof_ready, "executed": executed}
         if execute and not executed and v.proof_ready and (all_ or v.beneficiary() == me):
-            try:
-                rcpt = execute_output(ctx.chain.w3, ctx.chain.app, ProvableOutput.from_rpc(v.raw),
-                                      ctx.signer.private_key)
-                row.update(executed=True, tx="0x" + bytes(rcpt["transactionHash"]).hex())
-            except OutputNotReexecutable:
-                row["executed"] = True
+            run_it(v.raw, row)
         rows.append(row)
     # Batched payouts (`tributary payout`) that pay this account: executing one pays everyone in it.
     for b in bs:
@@ -838,12 +842,7 @@ def vouchers(st: State, execute: bool, all_: bool, wait: float) -> Any:
                "token": b.token, "kind": "batched payout", "proof_ready": b.proof_ready,
                "executed": executed}
         if execute and not executed and b.proof_ready:
-            try:
-                rcpt = execute_output(ctx.chain.w3, ctx.chain.app, ProvableOutput.from_rpc(b.raw),
-                                      ctx.signer.private_key)
-                row.update(executed=True, tx="0x" + bytes(rcpt["transactionHash"]).hex())
-            except OutputNotReexecutable:
-                row["executed"] = True
+            run_it(b.raw, row)
         rows.append(row)
 
     def human() -> None:
