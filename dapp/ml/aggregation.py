@@ -81,9 +81,10 @@ merging, in key order:
    flipped labels, 0.5-1.1 for honest updates; of the long steps, 11 of 13 honest ones kept and
    5 of 29 flipped ones). Without it, clipping instead of rejecting let half of those label
    flippers in at 10 trainers (-8.1 points against -6.2, bench/results/robustness_reject4.json);
-   with it, -6.2 and every figure of robustness_30 as before. Applied to every update, not only long ones (an exploration run, not
-   kept), it kept more of them out but rejected honest skewed work too (at Dirichlet 0.5 an
-   honest trainer was accepted in 4 of 6 rounds), so it judges long steps only;
+   with it, -6.2 and every figure of robustness_30 as before. Applied to every update, not
+   only long ones (an exploration run, not kept), it kept more of them out but rejected honest
+   skewed work too (at Dirichlet 0.5 an honest trainer was accepted in 4 of 6 rounds), so it
+   judges long steps only;
 3. second chance (``second_chance``): an update that failed the gate is admitted when its own
    delta, added on top of the aggregate of the passing ones at the share a median-weight update
    would have there, improves that aggregate by ``min_gain`` (skewed, non-IID updates that help
