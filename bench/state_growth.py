@@ -23,6 +23,11 @@ kept up to date as they move (`dapp.hashing.MultisetHash`). Baselines: what ever
 before, a deep copy of the ledger and a sum over every balance, and what every query did, the
 ledger serialised and hashed whole.
 
+Last, the same deposit at 1,000 finished jobs against N tokens that were ever deposited (anyone
+adds one with an ERC-20 deposit of a token it deployed): the money-conservation check every
+input runs sums the escrows in one pass over the jobs. Baseline: the check as it was, every
+job's escrow summed once per token.
+
 Run: `.venv/bin/python -m bench.state_growth`; writes bench/results/state_growth.json.
 """
 
@@ -38,11 +43,12 @@ from bench import write_results
 from dapp import canonical
 from dapp.hashing import keccak
 from dapp.market import protocol as p
-from dapp.market.state import FINISHED, Job, Round, Submission
+from dapp.market.state import FINISHED, Job, MarketState, Round, Submission
 from tests.market_harness import MarketSim
 
 SIZES = (0, 100, 1000)
 ACCOUNTS = (0, 10_000, 100_000)
+TOKENS, TOKEN_JOBS = (1, 100, 1000), 1000
 TRAINERS, ROUNDS, REPEATS = 50, 6, 5
 
 
@@ -78,31 +84,50 @@ def timed(fn: Any) -> float:
     return statistics.median(out)
 
 
+def with_history(jobs: int) -> MarketSim:
+    """A market holding `jobs` finished jobs (put straight into its state)."""
+    sim = MarketSim()
+    for i in range(1, jobs + 1):
+        sim.market.state.jobs[i] = finished_job(i)
+    sim.market.state.next_job_id = jobs + 1
+    return sim
+
+
+def deposit(sim: MarketSim) -> None:
+    sim.deposit_eth("0x" + "33" * 20, 1)
+
+
+def state_query_after_a_deposit(sim: MarketSim, deposit_s: float) -> float:
+    """Seconds of a `state` query that follows an input (the input's own time taken off),
+    after a first ask (which hashes every job once after a start)."""
+    sim.inspect("state")
+    query = timed(lambda: (deposit(sim), sim.inspect("state"))) - deposit_s
+    assert sim.inspect("state")["digest"] == "0x" + sim.market.digest().hex()
+    return query
+
+
+def old_conserved(st: MarketState) -> bool:
+    """The check every input ran before: each token's escrows summed over every job."""
+    led = st.ledger
+    return all(led.deposited[t] == led.total_balances(t) + led.withdrawn.get(t, 0)
+               + sum(j.escrow for j in st.jobs.values() if j.token == t) for t in led.deposited)
+
+
 def main() -> dict[str, Any]:
     rows = []
     for n in SIZES:
-        sim = MarketSim()
-        for i in range(1, n + 1):
-            sim.market.state.jobs[i] = finished_job(i)
-        sim.market.state.next_job_id = n + 1
+        sim = with_history(n)
         before = sim.market.digest()
         refused = timed(lambda: sim.call("0x" + "22" * 20, p.Join(max(n, 1))))
         assert sim.market.digest() == before, "a refused input changed the state"
-        deposit = timed(lambda: sim.deposit_eth("0x" + "33" * 20, 1))
+        dep = timed(lambda: deposit(sim))
         old_copy = timed(lambda: copy.deepcopy(sim.market.state))
-        sim.inspect("state")  # the first ask after a start hashes every job once
-
-        def ask_after_an_input() -> None:
-            sim.deposit_eth("0x" + "33" * 20, 1)
-            sim.inspect("state")
-
-        query = timed(ask_after_an_input) - deposit
+        query = state_query_after_a_deposit(sim, dep)
         full = timed(sim.market.digest)
-        assert sim.inspect("state")["digest"] == "0x" + sim.market.digest().hex()
-        rows.append({"finished_jobs": n, "deposit_s": deposit, "refused_join_s": refused,
+        rows.append({"finished_jobs": n, "deposit_s": dep, "refused_join_s": refused,
                      "state_query_s": query, "baseline_whole_state_copy_s": old_copy,
                      "baseline_full_digest_s": full})
-        print(f"{n:>5} finished jobs: deposit {deposit * 1e3:8.2f} ms, refused join "
+        print(f"{n:>5} finished jobs: deposit {dep * 1e3:8.2f} ms, refused join "
               f"{refused * 1e3:8.2f} ms, state query {query * 1e3:8.2f} ms | baselines: "
               f"whole-state copy per input {old_copy * 1e3:9.2f} ms, full digest per state "
               f"query {full * 1e3:9.2f} ms")
@@ -113,7 +138,7 @@ def main() -> dict[str, Any]:
         for i in range(n):
             led.credit(p.ETH, f"0x{i + 1:040x}", 1)
         led.record_deposit(p.ETH, n)
-        deposit = timed(lambda: sim.deposit_eth("0x" + "33" * 20, 1))
+        dep = timed(lambda: deposit(sim))
         assert sim.market.state.conserved() and led.audit()
 
         def old_way() -> None:
@@ -121,24 +146,31 @@ def main() -> dict[str, Any]:
             sum(sim.market.state.ledger.balances.get(p.ETH, {}).values())
 
         old = timed(old_way)
-        sim.inspect("state")  # the first ask after a start hashes every bucket once
-
-        def ask_after_a_deposit() -> None:
-            sim.deposit_eth("0x" + "33" * 20, 1)
-            sim.inspect("state")
-
-        query = timed(ask_after_a_deposit) - deposit
+        query = state_query_after_a_deposit(sim, dep)
         full = timed(lambda: keccak(canonical.dumps(asdict(led))))  # the old answer's ledger
-        assert sim.inspect("state")["digest"] == "0x" + sim.market.digest().hex()
-        ledger_rows.append({"accounts": n, "deposit_s": deposit, "state_query_s": query,
+        ledger_rows.append({"accounts": n, "deposit_s": dep, "state_query_s": query,
                             "baseline_ledger_copy_and_sum_s": old,
                             "baseline_ledger_rehashed_s": full})
-        print(f"{n:>7} accounts: deposit {deposit * 1e3:8.2f} ms, state query {query * 1e3:8.2f} "
+        print(f"{n:>7} accounts: deposit {dep * 1e3:8.2f} ms, state query {query * 1e3:8.2f} "
               f"ms | baselines: ledger copy and sum per input {old * 1e3:9.2f} ms, every "
               f"balance re-hashed per state query {full * 1e3:9.2f} ms")
+    token_rows = []
+    for n in TOKENS:
+        sim = with_history(TOKEN_JOBS)
+        led = sim.market.state.ledger
+        for t in range(n):
+            led.credit(f"0x{t + 1:040x}", "0x" + "44" * 20, 5)
+            led.record_deposit(f"0x{t + 1:040x}", 5)
+        dep = timed(lambda: deposit(sim))
+        old = timed(lambda: old_conserved(sim.market.state))
+        token_rows.append({"tokens": n, "finished_jobs": TOKEN_JOBS, "deposit_s": dep,
+                           "baseline_conservation_check_s": old})
+        print(f"{n:>5} tokens, {TOKEN_JOBS} jobs: deposit {dep * 1e3:8.2f} ms | baseline "
+              f"(escrows summed per token, per input) {old * 1e3:9.2f} ms")
     result = {"what": "one input's cost against the market's history (finished 6-round "
-                      "50-trainer jobs) and against the accounts holding a balance",
-              "rows": rows, "ledger_rows": ledger_rows}
+                      "50-trainer jobs), the accounts holding a balance and the tokens "
+                      "deposited", "rows": rows, "ledger_rows": ledger_rows,
+              "token_rows": token_rows}
     write_results("state_growth", result)
     return result
 

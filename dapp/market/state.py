@@ -197,15 +197,17 @@ class MarketState:
                                        "ledger": _hex(self._committed_ledger().digest(
                                            cached=known is not None))}))
 
-    def escrowed(self, token: str) -> int:
-        return sum(j.escrow for j in self.jobs.values() if j.token == token)
-
     def conserved(self) -> bool:
-        """Money conservation, for every token that ever came in."""
+        """Money conservation, for every token that ever came in: one pass over the jobs and
+        one over the tokens (anyone can add a token with one ERC-20 deposit; summing the
+        escrows once per token was 330 ms per input at 1,000 tokens and 1,000 jobs)."""
+        escrow: dict[str, int] = {}
+        for j in self.jobs.values():
+            escrow[j.token] = escrow.get(j.token, 0) + j.escrow
         led = self.ledger
-        return all(
-            led.deposited[t] == led.total_balances(t) + self.escrowed(t) + led.withdrawn.get(t, 0)
-            for t in led.deposited)
+        withdrawn = led.withdrawn
+        return all(v == led.total_balances(t) + escrow.get(t, 0) + withdrawn.get(t, 0)
+                   for t, v in led.deposited.items())
 
 
 def job_digest(job: Job) -> bytes:
