@@ -19,7 +19,8 @@ from dapp.content.source import GIO_DOMAIN_BLOCK, GIO_FOUND, GIO_NOT_FOUND, GioS
 from dapp.content.unixfs import chunk
 from dapp.loop import handle_advance, handle_inspect
 from dapp.market import protocol as p
-from dapp.market.app import ERC20_PORTAL, ETHER_PORTAL, Market
+from dapp.market.app import Market
+from dapp.market.protocol import ERC20_PORTAL, ETHER_PORTAL
 from dapp.ml.arch import ArchSpec
 from dapp.ml.fixedpoint import from_torch_state_dict, quantize, to_torch_state_dict, torch_module
 from dapp.ml.model_format import Model, encode_dataset, encode_model, initial_model

@@ -23,7 +23,8 @@ import sys, time
 from dapp.market import batch as b
 from dapp.market import payout
 from dapp.market import protocol as p
-from dapp.market.app import ETHER_PORTAL, Market
+from dapp.market.app import Market
+from dapp.market.protocol import ETHER_PORTAL
 from dapp.loop import handle_advance
 from dapp.rollup_api import Metadata
 

@@ -28,13 +28,12 @@ from dapp.market.datacard import DataCardError, parse_data_card
 from dapp.market.ledger import InsufficientBalance
 from dapp.market.spec import JobSpec, parse_spec
 from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, JobDigests, MarketState, Round,
-                               Submission, TrialJobs, peek_job)
+                               Submission, peek_job)
 from dapp.ml.hparams import initial_hparams
 from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model, model_hash
 from dapp.outputs import InputRefused, Outputs, quote
 from dapp.rollup_api import Metadata
 
-ETHER_PORTAL, ERC20_PORTAL = p.ETHER_PORTAL, p.ERC20_PORTAL
 MODEL_REPORT_CHUNK = 256 * 1024
 JOBS_PAGE = 100  # jobs per `jobs` answer: `jobs/page/<k>` for the rest
 
@@ -67,10 +66,10 @@ class Market:
         self._after_commit = []
         sender = meta.msg_sender.lower()
         self._user = sender       # whose input this is (a deposit's depositor, below)
-        if sender == ETHER_PORTAL:
+        if sender == p.ETHER_PORTAL:
             d = p.decode_ether_deposit(payload)
             self._deposit(work, out, meta, p.ETH, d.sender, d.value, d.exec_layer_data)
-        elif sender == ERC20_PORTAL:
+        elif sender == p.ERC20_PORTAL:
             d20 = p.decode_erc20_deposit(payload)
             self._deposit(work, out, meta, d20.token, d20.sender, d20.value, d20.exec_layer_data)
         else:
@@ -81,9 +80,7 @@ class Market:
             handler: Callable[..., None] = getattr(self, "_on_" + type(call).__name__)
             handler(work, out, meta, sender, call)
         assert work.conserved(), "money conservation broken"
-        assert isinstance(work.jobs, TrialJobs)
-        self._job_digests.forget(work.jobs.touched)
-        self.state = work.commit()
+        self.state = work.commit(self._job_digests)
         for step in self._after_commit:
             step()
         self._after_commit = []
@@ -393,8 +390,7 @@ class Market:
                 refused.append({"index": i, "signer": msg.signer,
                                 "kind": type(msg.call).__name__.lower(), "reason": exc.reason})
                 continue
-            trial.commit()
-            vars(st).update(vars(trial))
+            vars(st).update(vars(trial.commit()))
             out.emitted.extend(sub.emitted)
             out.reports.extend(sub.reports)
             taken.append({"index": i, "signer": msg.signer,

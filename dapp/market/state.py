@@ -131,11 +131,6 @@ class TrialJobs(MutableMapping[int, Job]):
     def items(self) -> list[tuple[int, Job]]:  # type: ignore[override]
         return [(k, peek_job(self, k)) for k in self]
 
-    @property
-    def touched(self) -> list[int]:
-        """The jobs this input copied (read to change) or created."""
-        return list(self._own)
-
     def commit(self) -> MutableMapping[int, Job]:
         """Write the jobs this input changed (or created) into the jobs it was taken from, and
         return those."""
@@ -168,10 +163,13 @@ class MarketState:
         return MarketState(TrialJobs(self.jobs), self.next_job_id,
                            self.ledger if share_ledger else TrialLedger(self.ledger))
 
-    def commit(self) -> "MarketState":
+    def commit(self, digests: "JobDigests | None" = None) -> "MarketState":
         """The state this trial was taken from, with the trial's changes (the trial's fields
-        replace its own; that state is the one to keep using)."""
+        replace its own; that state is the one to keep using). `digests` forgets the hash of
+        every job the commit writes."""
         if isinstance(self.jobs, TrialJobs):
+            if digests is not None:
+                digests.forget(list(self.jobs._own))
             self.jobs = self.jobs.commit()
         if isinstance(self.ledger, TrialLedger):
             self.ledger = self.ledger.commit()
