@@ -32,8 +32,8 @@ from bench.datasets import mnist
 from bench.robustness import ARCH, HPARAMS, Data, Setting
 from client.jobs import DEMO_AGGREGATION
 from client.training import train_local
-from dapp.ml.aggregation import (FedAvg, ValidationContext, build_strategy, flatten, sq_norm,
-                                 unflatten_like)
+from dapp.ml.aggregation import (FedAvg, ValidationContext, build_strategy, collateral_terms,
+                                 flatten, sq_norm, unflatten_like)
 from dapp.ml.arch import ArchSpec
 
 TRAINERS, ALPHA, ROUNDS, SEED = 50, 0.1, 5, 0
@@ -41,18 +41,16 @@ TRAINERS, ALPHA, ROUNDS, SEED = 50, 0.1, 5, 0
 
 def collateral(rule: Any, ctx: ValidationContext, g: Any, u: np.ndarray,
                card: list[int]) -> tuple[int, int, int, int] | None:
-    """(gain on the declared classes, their samples, change elsewhere, other samples) of the
-    update's probe, as ``Validated.aggregate`` computes them; None if it fails the gate."""
+    """What ``Validated.aggregate`` weighs for the update's probe (``collateral_terms``); None
+    for a card that declares every class or an update whose margin on its own classes fails
+    the gate."""
     base = ctx.per_sample(("margin",), g)[0]
     now = ctx.per_sample(("margin",), rule.probe(flatten(g), u, g))[0]
     mask = ctx.class_mask(card)
     if mask is None:
         return None
-    diff = now - base
-    own_gain, own = int(diff[mask].sum()), int(mask.sum())
-    if not rule.passes(own_gain, ctx, "margin"):
-        return None
-    return own_gain, own, int(diff[~mask].sum()), ctx.size - own
+    terms = collateral_terms(now - base, mask)
+    return terms if rule.passes(terms[0], ctx, "margin") else None
 
 
 def main() -> dict[str, Any]:

@@ -885,12 +885,11 @@ class Validated(Strategy):
                     if self.evidence_on == "card_classes" and histograms is not None else None)
             try:
                 now = validation.per_sample(gate_names, probe)
-                diff = [int((a - b).sum() if mask is None else (a - b)[mask].sum())
-                        for a, b in zip(now, gate_base)]
-                gain, extra = diff[0], (diff[1] if len(diff) > 1 else None)
-                own = int(mask.sum()) if mask is not None else validation.size
-                elsewhere = (0 if mask is None else int((now[0] - gate_base[0])[~mask].sum()))
-                spent[pl.key] = (gain, own, elsewhere, validation.size - own)
+                diffs = [a - b for a, b in zip(now, gate_base)]
+                spent[pl.key] = collateral_terms(diffs[0], mask)
+                gain = spent[pl.key][0]
+                extra = (int(diffs[1].sum() if mask is None else diffs[1][mask].sum())
+                         if len(diffs) > 1 else None)
             except InferenceOverflowError as exc:
                 rejected[pl.key] = f"inference overflows on the validation data: {exc}"
                 continue
@@ -919,13 +918,15 @@ class Validated(Strategy):
                 if boosted(sq[p.key]):
                     rejected[p.key] = (f"validated: delta norm above {hard} x the "
                                        f"evidence-weighted median norm (boosted update)")
-                elif too_big(sq[p.key]) and not self._collateral_ok(*spent[p.key]):
+                elif not too_big(sq[p.key]):
+                    kept.append(p)
+                elif not self._collateral_ok(*spent[p.key]):
                     rejected[p.key] = (f"validated: a longer step than most (delta norm above "
                                        f"{self.max_norm_ratio} x the evidence-weighted median) "
                                        f"that costs the classes its data card does not declare "
                                        f"more than {self.collateral} x what it adds to the ones "
                                        f"it declares, per public sample (flipped labels?)")
-                elif too_big(sq[p.key]):
+                else:
                     # A longer step than most (a large or skewed dataset, or a boost short of
                     # the rejection threshold): it counts at max_norm_ratio x the median norm.
                     r = self.max_norm_ratio
@@ -936,8 +937,6 @@ class Validated(Strategy):
                     for a in groups[p.key]:
                         notes[a] = (f"validated: delta clipped to {r} x the evidence-weighted "
                                     f"median norm (a longer step than most)")
-                else:
-                    kept.append(p)
             live = kept
         if self.second_chance and live:
             # An update that does not help on its own (typical of skewed, non-IID data) is
@@ -1100,6 +1099,16 @@ class Validated(Strategy):
                 model_rows = ru
         return _Built(reps, members, shares, notes, rw, t2,
                       self.combine_flat(g, model_rows, rw), median_sq)
+
+
+def collateral_terms(diff: np.ndarray, mask: np.ndarray | None) -> tuple[int, int, int, int]:
+    """What ``collateral`` weighs, from one update's per-sample utility change: (change summed
+    over the samples of the classes its card declares, their count, change summed over the
+    other samples, their count); a card that declares every class (``mask`` None) has no
+    other samples."""
+    if mask is None:
+        return int(diff.sum()), len(diff), 0, 0
+    return int(diff[mask].sum()), int(mask.sum()), int(diff[~mask].sum()), int((~mask).sum())
 
 
 def _above(ratio: Fraction | None, median_sq: int) -> Any:
