@@ -38,8 +38,11 @@ DIGITS_CNN: dict[str, Any] = {
 
 # The market's default rule (issue 10): every update is gated on the job's public validation
 # shard, near-duplicates are one player, deltas are combined in full by validation gain and
-# valued (Shapley) clipped to the gain-weighted median norm, so a longer step is not paid as data. No majority of cheap identities can capture it (Multi-Krum keeps
-# the largest cluster, so an owner with many identities could reject every honest update).
+# valued (Shapley) clipped to the gain-weighted median norm, so a longer step is not paid as
+# data; a step over 4x that norm is a boost, one of 2x-4x is clipped to 2x and kept only if its
+# collateral on the classes its card lacks holds (dapp/ml/aggregation.py, step 2). No majority
+# of cheap identities can capture it (Multi-Krum keeps the largest cluster, so an owner with
+# many identities could reject every honest update).
 DEMO_AGGREGATION: dict[str, Any] = {"rule": "validated", "utility": "margin",
                                     "min_gain": [1, 1000], "step": [1, 2], "max_norm_ratio": [2, 1], "cluster_cos": [23, 25],
                                     "clip": "score", "or_correct": True,

@@ -470,7 +470,7 @@ class BoundedThreadingHTTPServer(ThreadingHTTPServer):
     ``max_connections_per_client`` from one address: a connection over either is answered
     ``503`` with ``Retry-After`` and closed at once, without a thread. Without the caps, anyone
     who can reach the port opens connections until the process runs out of threads or file
-    descriptors, and nobody else is served (bench/node_hostile.py measures it). Loopback
+    descriptors, and nobody else is served (bench/connection_flood.py measures it). Loopback
     clients (the operator's own proxy, gateway or CLI, which speak for many users) have only
     the global cap."""
 

@@ -45,7 +45,7 @@ def apply(led: Ledger | TrialLedger, steps: list[tuple[str, str, str, int]]) -> 
 def test_a_trial_commits_exactly_what_a_copy_would_and_changes_nothing_until_then(before, during):
     base = Ledger()
     apply(base, before[:len(before) // 2])
-    base.digest(cached=True)                            # some buckets hashed and kept
+    base.digest(cached=True)                            # a cached digest taken midway
     apply(base, before[len(before) // 2:])
     snapshot = asdict(base)
     reference = copy.deepcopy(base)
@@ -60,7 +60,7 @@ def test_a_trial_commits_exactly_what_a_copy_would_and_changes_nothing_until_the
     assert trial.deposited == reference.deposited and trial.withdrawn == reference.withdrawn
     assert trial.commit() is base
     assert asdict(base) == asdict(reference) and base.audit()
-    # the free `state` query's digest re-hashes only the buckets that moved: the same bytes
+    # the free `state` query's digest (the multiset hash kept as balances moved): the same bytes
     assert base.digest(cached=True) == base.digest() == reference.digest()
 
 

@@ -131,7 +131,6 @@ def _num(text: str) -> int:
 class DashboardServer(BoundedThreadingHTTPServer):
     """Serves one `Views` (live or synthetic) on host:port; `start()` runs it in a thread."""
 
-    daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, views: Views, host: str = "127.0.0.1", port: int = 0) -> None:
