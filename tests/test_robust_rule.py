@@ -210,6 +210,14 @@ def test_clip_score_aggregates_in_full_and_values_at_the_median_norm(parts):
         build_strategy(dict(VALIDATED, clip="max"))
 
 
+def twice(i: int, model: Model) -> list[ClientUpdate]:
+    """Trainer i's honest update under two addresses, one unit apart (not merged as copies):
+    the honest evidence then outweighs one long step's in the median norm."""
+    bumped = Model({k_: v + (k_ == "fc.bias") for k_, v in model.items()})
+    return [ClientUpdate(ms.trainer_address(i), model, 100),
+            ClientUpdate(ms.trainer_address(10 + i), bumped, 100)]
+
+
 def test_a_longer_step_is_clipped_and_only_a_boost_is_rejected(parts):
     """``reject_norm_ratio``: a delta between max_norm_ratio (2x) and reject_norm_ratio (4x)
     the evidence-weighted median norm is a longer step than most (a large or skewed dataset):
@@ -221,10 +229,7 @@ def test_a_longer_step_is_clipped_and_only_a_boost_is_rejected(parts):
     ctx = ValidationContext(ARCH, fixed(d.x_public), d.y_public)
     models = [trainer_models(Trainer(i, part), g, 0)[0][1] for i, part in enumerate(parts[:5])]
     others = [0, 1, 3, 4]
-    # each honest update twice (one unit apart): the honest evidence outweighs the long step's
-    ups = [ClientUpdate(ms.trainer_address(i), models[i], 100) for i in others] + [
-        ClientUpdate(ms.trainer_address(10 + i), Model({k_: v + (k_ == "fc.bias") for k_, v in
-                                                        models[i].items()}), 100) for i in others]
+    ups = [u for i in others for u in twice(i, models[i])]
     norms = sorted(math.isqrt(sq_norm(flatten(models[i]) - gf)) for i in others)
 
     def stretched(m: Model, k: float, key: str) -> ClientUpdate:
@@ -287,13 +292,9 @@ def test_a_long_step_that_costs_the_classes_its_card_leaves_out_is_rejected(part
     low = pool[np.isin(d.y_pool[pool], [3, 4, 5])]      # 250 images of three classes
     others = [0, 1, 3, 4]
     models = {i: trainer_models(Trainer(i, parts[i]), g, 0)[0][1] for i in others}
-    ups: list[ClientUpdate] = []
-    hists: dict[str, list[int]] = {}
-    for i in others:   # each honest update twice (one unit apart), as in the test above
-        bumped = Model({k_: v + (k_ == "fc.bias") for k_, v in models[i].items()})
-        for key, m in ((ms.trainer_address(i), models[i]), (ms.trainer_address(10 + i), bumped)):
-            ups.append(ClientUpdate(key, m, 100))
-            hists[key] = np.bincount(d.y_pool[parts[i]], minlength=10).tolist()
+    pairs = [(u, i) for i in others for u in twice(i, models[i])]
+    ups = [u for u, _ in pairs]
+    hists = {u.key: np.bincount(d.y_pool[parts[i]], minlength=10).tolist() for u, i in pairs}
     median = sorted(math.isqrt(sq_norm(flatten(models[i]) - gf)) for i in others)[1]
 
     def long(model: Model, key: str) -> ClientUpdate:

@@ -56,12 +56,18 @@ def test_a_batch_message_commits_into_its_input_not_the_state():
     assert st.jobs[1].status == "cancelled"
 
 
-def test_the_market_leaves_unread_jobs_alone_and_refusals_change_nothing():
+def market_with_history() -> tuple[MarketSim, int]:
+    """A market with one open digits job and, after it, three finished ones."""
     sim = MarketSim()
     job_id = digits_job(sim).job_id
     for i in range(job_id + 1, job_id + 4):
         sim.market.state.jobs[i] = finished_job(i)
     sim.market.state.next_job_id = job_id + 4
+    return sim, job_id
+
+
+def test_the_market_leaves_unread_jobs_alone_and_refusals_change_nothing():
+    sim, job_id = market_with_history()
     others = {i: sim.market.state.jobs[i] for i in range(job_id + 1, job_id + 4)}
     before = sim.market.digest()
     assert not sim.call(TRAINERS[0], p.Join(job_id + 1)).accepted  # finished: refused
@@ -76,11 +82,7 @@ def test_the_free_state_query_rehashes_only_the_jobs_inputs_changed(monkeypatch)
     finished jobs (bench/state_growth.py). Its digest must still be the full digest's bytes."""
     import dapp.market.state as state_mod
 
-    sim = MarketSim()
-    job_id = digits_job(sim).job_id
-    for i in range(job_id + 1, job_id + 4):
-        sim.market.state.jobs[i] = finished_job(i)
-    sim.market.state.next_job_id = job_id + 4
+    sim, job_id = market_with_history()
     assert sim.inspect("state")["digest"] == "0x" + sim.market.digest().hex()
     hashed: list[int] = []
     real = state_mod.job_digest
