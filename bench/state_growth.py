@@ -28,6 +28,11 @@ adds one with an ERC-20 deposit of a token it deployed): the money-conservation 
 input runs sums the escrows in one pass over the jobs. Baseline: the check as it was, every
 job's escrow summed once per token.
 
+And against N small jobs (opened by a deposit and cancelled: the cheapest history anyone can
+add). Escrow totals and the open jobs are kept as commits write jobs (`JobIndex`), and the
+`state` query reads a multiset hash of the jobs kept the same way. Baselines: the scans every
+input ran over every job, and every job's hash (already known) assembled per query.
+
 Run: `.venv/bin/python -m bench.state_growth`; writes bench/results/state_growth.json.
 """
 
@@ -43,12 +48,14 @@ from bench import write_results
 from dapp import canonical
 from dapp.hashing import keccak
 from dapp.market import protocol as p
-from dapp.market.state import FINISHED, Job, MarketState, Round, Submission
+from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission,
+                               job_digest)
 from tests.market_harness import MarketSim
 
 SIZES = (0, 100, 1000)
 ACCOUNTS = (0, 10_000, 100_000)
 TOKENS, TOKEN_JOBS = (1, 100, 1000), 1000
+SMALL_JOBS = (10_000, 100_000)
 TRAINERS, ROUNDS, REPEATS = 50, 6, 5
 
 
@@ -72,6 +79,14 @@ def finished_job(job_id: int) -> Job:
              "gain": 12345} for a in addrs]}
         job.rounds.append(rnd)
     return job
+
+
+def small_job(job_id: int) -> Job:
+    """The cheapest job anyone can add: opened by a deposit and cancelled, one empty round."""
+    return Job(id=job_id, owner="0x" + "11" * 20, token=p.ETH, budget=1, escrow=0,
+               spec_cid="bafkrei" + "a" * 52, opened_at=0, status=CANCELLED,
+               global_model_cid="bafkrei" + "b" * 52, global_model_hash="0x" + "ab" * 32,
+               hparams={}, rounds=[Round(index=0, start=0, budget=1)])
 
 
 def timed(fn: Any) -> float:
@@ -107,7 +122,8 @@ def state_query_after_a_deposit(sim: MarketSim, deposit_s: float) -> float:
 
 
 def old_conserved(st: MarketState) -> bool:
-    """The check every input ran before: each token's escrows summed over every job."""
+    """The check every input ran before, on its trial: each token's escrows summed over every
+    job."""
     led = st.ledger
     return all(led.deposited[t] == led.total_balances(t) + led.withdrawn.get(t, 0)
                + sum(j.escrow for j in st.jobs.values() if j.token == t) for t in led.deposited)
@@ -162,15 +178,38 @@ def main() -> dict[str, Any]:
             led.credit(f"0x{t + 1:040x}", "0x" + "44" * 20, 5)
             led.record_deposit(f"0x{t + 1:040x}", 5)
         dep = timed(lambda: deposit(sim))
-        old = timed(lambda: old_conserved(sim.market.state))
+        old = timed(lambda: old_conserved(sim.market.state.trial()))  # as inputs ran it
         token_rows.append({"tokens": n, "finished_jobs": TOKEN_JOBS, "deposit_s": dep,
                            "baseline_conservation_check_s": old})
         print(f"{n:>5} tokens, {TOKEN_JOBS} jobs: deposit {dep * 1e3:8.2f} ms | baseline "
               f"(escrows summed per token, per input) {old * 1e3:9.2f} ms")
+    small_rows = []
+    for n in SMALL_JOBS:
+        sim = with_history(0)
+        for i in range(1, n + 1):
+            sim.market.state.jobs[i] = small_job(i)
+        sim.market.state.next_job_id = n + 1
+        dep = timed(lambda: deposit(sim))
+        query = state_query_after_a_deposit(sim, dep)
+        digests = {k: job_digest(j) for k, j in sim.market.state.jobs.items()}
+
+        def old_input() -> None:   # what every input scanned: escrows per token, open jobs
+            old_conserved(sim.market.state.trial())
+            [j for j in sim.market.state.jobs.values() if j.status == OPEN]
+
+        old_in = timed(old_input)
+        old_query = timed(lambda: keccak(canonical.dumps(
+            {str(k): "0x" + d.hex() for k, d in digests.items()})))
+        small_rows.append({"small_jobs": n, "deposit_s": dep, "state_query_s": query,
+                           "baseline_per_input_scans_s": old_in,
+                           "baseline_job_hashes_assembled_per_query_s": old_query})
+        print(f"{n:>7} small jobs: deposit {dep * 1e3:8.2f} ms, state query {query * 1e3:8.2f} "
+              f"ms | baselines: every job scanned per input {old_in * 1e3:9.2f} ms, every "
+              f"job's (cached) hash assembled per state query {old_query * 1e3:9.2f} ms")
     result = {"what": "one input's cost against the market's history (finished 6-round "
-                      "50-trainer jobs), the accounts holding a balance and the tokens "
-                      "deposited", "rows": rows, "ledger_rows": ledger_rows,
-              "token_rows": token_rows}
+                      "50-trainer jobs, or small cancelled ones), the accounts holding a "
+                      "balance and the tokens deposited", "rows": rows,
+              "ledger_rows": ledger_rows, "token_rows": token_rows, "small_rows": small_rows}
     write_results("state_growth", result)
     return result
 

@@ -122,6 +122,7 @@ class MarketMachine(RuleBasedStateMachine):
     def money_is_conserved(self):
         state = self.sim.market.state
         assert state.conserved() and state.ledger.audit()  # running totals = the balances
+        assert state.audit()                    # escrow totals and open jobs = a scan of all jobs
         led = state.ledger
         for token in led.deposited:
             assert led.withdrawn.get(token, 0) == self.paid_out.get(token, 0)

@@ -555,9 +555,8 @@ class Market:
         shards. Memory stays bounded by the open jobs' current rounds, however long the run."""
         keep_models: set[str] = set()
         keep_shards: set[str] = set()
-        for job in self.state.jobs.values():
-            if job.status != OPEN:
-                continue
+        for job_id in self.state.open_jobs():
+            job = self.state.jobs[job_id]
             keep_models.add(job.global_model_hash)
             keep_models.update(s.model_hash for s in job.current.reveals.values())
             if job.current.validation_cid:

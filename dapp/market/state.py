@@ -8,10 +8,10 @@ and copying all of them for every input made every input slower than the last (1
 50-trainer jobs: 4.7 s per input on x86-64, bench/state_growth.py, before the RISC-V
 emulator's slowdown).
 `digest()` is the canonical hash that tests use to prove that a refused input changed nothing.
-It hashes each job on its own and then the list of job hashes, so that the market can keep the
-hashes of jobs no input touched (`JobDigests`) and answer the free `state` query in time that
-does not grow with history (every job re-hashed: 11.9 s at 1,000 finished 50-trainer jobs;
-3.5 ms now, bench/state_growth.py).
+It hashes each job on its own and keeps a multiset hash of (id, job hash) pairs, so that the
+market can re-hash only the jobs inputs wrote (`JobDigests`) and answer the free `state` query
+in time that does not grow with history (every job re-hashed: 11.9 s at 1,000 finished
+50-trainer jobs; bench/state_growth.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, MutableMapping
 
 from dapp import canonical
-from dapp.hashing import keccak
+from dapp.hashing import MultisetHash, keccak
 from dapp.market.ledger import Ledger, LedgerView, TrialLedger
 
 OPEN, FINISHED, CANCELLED = "open", "finished", "cancelled"
@@ -131,6 +131,12 @@ class TrialJobs(MutableMapping[int, Job]):
     def items(self) -> list[tuple[int, Job]]:  # type: ignore[override]
         return [(k, peek_job(self, k)) for k in self]
 
+    def changes(self) -> Iterator[tuple[int, Job | None, Job]]:
+        """(id, the version it was taken from or None for a new job, this input's version) of
+        every job this input read or created."""
+        for k, job in self._own.items():
+            yield k, (peek_job(self._base, k) if k in self._base else None), job
+
     def commit(self) -> MutableMapping[int, Job]:
         """Write the jobs this input changed (or created) into the jobs it was taken from, and
         return those."""
@@ -149,10 +155,39 @@ def peek_job(jobs: MutableMapping[int, Job], job_id: int) -> Job:
 
 
 @dataclass
+class JobIndex:
+    """What every input would otherwise scan every job for: each token's escrow total (money
+    conservation) and the open jobs (what the backend keeps models for). Kept as commits write
+    jobs; at 100,000 jobs the scans cost 200 ms per input (bench/state_growth.py)."""
+
+    escrow: dict[str, int] = field(default_factory=dict)
+    open: set[int] = field(default_factory=set)
+
+    @classmethod
+    def of(cls, jobs: MutableMapping[int, Job]) -> "JobIndex":
+        index = cls()
+        for k, job in jobs.items():
+            index.move(k, None, job)
+        return index
+
+    def move(self, job_id: int, old: Job | None, new: Job) -> None:
+        """Job `job_id` went from `old` (None: it is new) to `new`."""
+        if old is not None:
+            self.escrow[old.token] -= old.escrow
+        self.escrow[new.token] = self.escrow.get(new.token, 0) + new.escrow
+        if new.status == OPEN:
+            self.open.add(job_id)
+        else:
+            self.open.discard(job_id)
+
+
+@dataclass
 class MarketState:
     jobs: MutableMapping[int, Job] = field(default_factory=dict)
     next_job_id: int = 1
     ledger: LedgerView = field(default_factory=Ledger)
+    index: JobIndex | None = field(default=None, compare=False, repr=False)
+    """Of the committed jobs; built on the first trial, then kept by commits."""
 
     def trial(self, share_ledger: bool = False) -> "MarketState":
         """A state for one input to change: jobs copied when the input reads them, balances
@@ -160,8 +195,10 @@ class MarketState:
         caller knows the input cannot touch it (a batch's signed join, commit or reveal, tried
         once per message). ``commit()`` it on success; drop it on refusal and this state is
         unchanged."""
+        if self.index is None:
+            self.index = JobIndex.of(self.jobs)
         return MarketState(TrialJobs(self.jobs), self.next_job_id,
-                           self.ledger if share_ledger else TrialLedger(self.ledger))
+                           self.ledger if share_ledger else TrialLedger(self.ledger), self.index)
 
     def commit(self, digests: "JobDigests | None" = None) -> "MarketState":
         """The state this trial was taken from, with the trial's changes (the trial's fields
@@ -170,6 +207,9 @@ class MarketState:
         if isinstance(self.jobs, TrialJobs):
             if digests is not None:
                 digests.forget(list(self.jobs._own))
+            if self.index is not None and not isinstance(self.jobs._base, TrialJobs):
+                for k, old, new in self.jobs.changes():   # into the committed jobs
+                    self.index.move(k, old, new)
             self.jobs = self.jobs.commit()
         if isinstance(self.ledger, TrialLedger):
             self.ledger = self.ledger.commit()
@@ -185,23 +225,40 @@ class MarketState:
         return self.ledger
 
     def digest(self, known: "JobDigests | None" = None) -> bytes:
-        """keccak over the hash of every job, the next job id and the ledger's digest. With
-        `known`, the hashes of jobs no committed input touched since are taken from it, and the
+        """keccak over a multiset hash of (id, hash) of every job, the next job id and the
+        ledger's digest. With `known`, the jobs' multiset hash kept as commits write jobs is
+        taken from it (only the jobs written since are hashed), and the
         ledger's multiset hash kept as balances move, instead of recomputed (the same bytes
         while those caches are sound; tests compare both)."""
-        jobs = {str(k): _hex(known.of(k, job) if known is not None else job_digest(job))
-                for k, job in self.jobs.items()}
-        return keccak(canonical.dumps({"jobs": jobs, "next_job_id": self.next_job_id,
+        jobs = known.root(self.jobs) if known is not None else _jobs_hash(self.jobs).digest()
+        return keccak(canonical.dumps({"jobs": _hex(jobs), "next_job_id": self.next_job_id,
                                        "ledger": _hex(self._committed_ledger().digest(
                                            cached=known is not None))}))
 
+    def open_jobs(self) -> list[int]:
+        """The committed open jobs' ids, ascending."""
+        return sorted(self._index().open)
+
+    def audit(self) -> bool:
+        """The job index is what scanning every committed job gives (tests call it)."""
+        return self._index() == JobIndex.of(self.jobs)
+
+    def _index(self) -> JobIndex:
+        if self.index is None:
+            self.index = JobIndex.of(self.jobs)
+        return self.index
+
     def conserved(self) -> bool:
-        """Money conservation, for every token that ever came in: one pass over the jobs and
-        one over the tokens (anyone can add a token with one ERC-20 deposit; summing the
-        escrows once per token was 330 ms per input at 1,000 tokens and 1,000 jobs)."""
-        escrow: dict[str, int] = {}
-        for j in self.jobs.values():
-            escrow[j.token] = escrow.get(j.token, 0) + j.escrow
+        """Money conservation, for every token that ever came in: the committed escrow totals
+        plus what this input's jobs moved, so no input scans every job or every token (anyone
+        adds a job with a deposit, a token with an ERC-20 deposit: summing escrows per token
+        over every job was 330 ms per input at 1,000 tokens and 1,000 jobs)."""
+        escrow = dict(self._index().escrow)
+        if isinstance(self.jobs, TrialJobs):
+            for _, old, new in self.jobs.changes():
+                if old is not None:
+                    escrow[old.token] -= old.escrow
+                escrow[new.token] = escrow.get(new.token, 0) + new.escrow
         led = self.ledger
         withdrawn = led.withdrawn
         return all(v == led.total_balances(t) + escrow.get(t, 0) + withdrawn.get(t, 0)
@@ -217,22 +274,44 @@ def _hex(b: bytes) -> str:
 
 
 class JobDigests:
-    """The hash of each committed job, kept until an input that touched the job commits.
+    """A multiset hash of (id, hash) of every committed job, kept as commits write jobs: the
+    free `state` query hashes only the jobs written since it was last asked (once every job,
+    on the first ask after a start), not every job (11.9 s at 1,000 finished 50-trainer jobs;
+    assembling every job's hash was still 270 ms at 100,000 small ones).
 
     Sound only because a committed job changes solely by being replaced at commit (an input
-    changes its own copy, `TrialJobs`); `forget` is called with every job a commit wrote. The
+    changes its own copy, `TrialJobs`); `forget` is called with every job a commit writes. The
     proofs that a refused input changed nothing use the uncached `digest()`, which would also
     catch an in-place change this cache would hide."""
 
     def __init__(self) -> None:
         self._known: dict[int, bytes] = {}
-
-    def of(self, job_id: int, job: Job) -> bytes:
-        d = self._known.get(job_id)
-        if d is None:
-            d = self._known[job_id] = job_digest(job)
-        return d
+        self._set = MultisetHash()
+        self._stale: set[int] | None = None   # None: nothing hashed yet
 
     def forget(self, job_ids: list[int]) -> None:
         for k in job_ids:
-            self._known.pop(k, None)
+            d = self._known.pop(k, None)
+            if d is not None:
+                self._set.remove(_job_entry(k, d))
+            if self._stale is not None:
+                self._stale.add(k)
+
+    def root(self, jobs: MutableMapping[int, Job]) -> bytes:
+        """The multiset hash of the committed `jobs`, hashing only those written since."""
+        for k in sorted(jobs if self._stale is None else self._stale):
+            d = self._known[k] = job_digest(jobs[k])
+            self._set.add(_job_entry(k, d))
+        self._stale = set()
+        return self._set.digest()
+
+
+def _job_entry(job_id: int, digest: bytes) -> bytes:
+    return job_id.to_bytes(32, "big") + digest
+
+
+def _jobs_hash(jobs: MutableMapping[int, Job]) -> MultisetHash:
+    h = MultisetHash()
+    for k, job in jobs.items():
+        h.add(_job_entry(k, job_digest(job)))
+    return h
