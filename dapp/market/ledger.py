@@ -6,7 +6,7 @@ Every movement is a transfer between two of these places, never a creation or a 
 
 An input works on a `TrialLedger`: the balances it changes are kept aside and written back only
 when the input succeeds. A deep copy of every balance per input (and a sum over all of them for
-the invariant) made every input cost O(accounts): 52 ms at 100,000 accounts on x86-64, more
+the invariant) made every input cost O(accounts): 53 ms at 100,000 accounts on x86-64, more
 in the RISC-V machine, and every account is one deposit away (bench/state_growth.py).
 """
 
@@ -90,7 +90,7 @@ class Ledger:
     def digest(self, cached: bool = False) -> bytes:
         """keccak over a multiset hash of the balances and the deposited and withdrawn totals.
         `cached` takes the multiset hash kept up to date as balances move (O(1) per move: the
-        free `state` query re-hashed every balance, 285 ms at 100,000 accounts); the default
+        free `state` query re-hashed every balance, 380 ms at 100,000 accounts); the default
         rebuilds it from `balances` itself, trusting nothing kept aside."""
         kept = self._set_hash if cached else _balances_hash(self.balances)
         return keccak(canonical.dumps({"balances": "0x" + kept.digest().hex(),
