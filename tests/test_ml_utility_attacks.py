@@ -52,4 +52,8 @@ def test_the_bench_runs_a_tiny_setting_through_the_market(monkeypatch, tmp_path)
     assert 0 <= row["attackers_wei_share"] <= 1 and sum(row["wei"]) == row["paid"]
     assert 0 <= row["fedavg_without_attackers"] <= 1 and 0 <= row["fedavg_no_attack"] <= 1
     assert set(row["truth_fl_shapley"]) == {"0", "1", "2"}
+    runs = row["truth_fl_shapley_runs"]  # the truth is the mean of several training runs
+    assert len(runs) == rb.TRUTH_RUNS and all(set(r) == {"0", "1", "2"} for r in runs)
+    for k, v in row["truth_fl_shapley"].items():
+        assert abs(v - sum(r[k] for r in runs) / len(runs)) < 1e-12
     assert json.loads((tmp_path / "truth.json").read_text())  # the truth was cached

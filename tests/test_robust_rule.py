@@ -140,6 +140,34 @@ def test_score_utility_config_round_trips_and_is_checked():
     for bad in ("accuracy", 0, None):
         with pytest.raises(StrategyConfigError, match="score_utility"):
             build_strategy(dict(VALIDATED, score_utility=bad))
+    assert build_strategy(dict(VALIDATED, score_utility="balanced")).score_utility == "balanced"
+
+
+def _class_push(g: Model, label: int, logits: float) -> Model:
+    m = {k: v.copy() for k, v in g.items()}
+    m["fc.bias"][label] += int(logits * (1 << ARCH.scale_bits))
+    return Model(m)
+
+
+def test_the_balanced_utility_weighs_every_class_the_same():
+    """On a shard holding 9 samples of class 0 for each of class 1, a model that answers 0 to
+    everything gets 9x the correct predictions of one that answers 1, but the same balanced
+    utility (up to the floor of each class's weight): a trainer holding a class that the random
+    shard under-samples is not valued at a fraction of what the class is worth."""
+    d = digits()
+    y = np.asarray(d.y_public)
+    zeros, ones = np.flatnonzero(y == 0)[:9], np.flatnonzero(y == 1)[:1]
+    sel = np.concatenate([zeros, ones])
+    ctx = ValidationContext(ARCH, fixed(d.x_public)[sel], y[sel])
+    g = owner_initial_model()
+    says0, says1 = _class_push(g, 0, 100.0), _class_push(g, 1, 100.0)
+    assert ctx.utility("correct", says0) == 9 and ctx.utility("correct", says1) == 1
+    b0, b1 = ctx.utility("balanced", says0), ctx.utility("balanced", says1)
+    unit = 1 << ARCH.scale_bits
+    # one class all right at the full margin (1 + 4 logits), the other all wrong at -4
+    assert b0 == 9 * (65536 // 9) * 5 * unit - 65536 * 4 * unit
+    assert b1 == 65536 * 5 * unit - 9 * (65536 // 9) * 4 * unit
+    assert abs(b0 - b1) * 1000 < b0  # the floor of 2**16 / 9 apart, nothing else
 
 
 def test_a_card_s_classes_are_those_holding_the_uniform_share():

@@ -163,7 +163,7 @@ DEFAULT_WEIGHTING = "root4_gain_norm"
 CLIPS = ("median", "score", "none")
 EVIDENCE = ("all", "card_classes")
 DEFAULT_EVIDENCE = "all"
-SCORE_UTILITIES = ("rule", "soft", "margin", "correct")
+SCORE_UTILITIES = ("rule", "soft", "margin", "correct", "balanced")
 DEFAULT_SCORE_UTILITY = "rule"
 
 
@@ -187,6 +187,9 @@ class AggregateResult:
 
 MARGIN_CLIP_LOGITS = 4
 UTILITIES = ("soft", "margin", "correct")
+BALANCED_UNIT = 1 << 16
+"""What one class is worth in the ``balanced`` utility: a sample of class c is weighted
+``floor(BALANCED_UNIT / n_c)``, n_c the samples of class c in the shard."""
 
 
 class ValidationContext:
@@ -204,13 +207,23 @@ class ValidationContext:
     * ``soft``: the same margin clipped to ``[0, MARGIN_CLIP_LOGITS]``: correct predictions
       weighted by their confidence, a wrong prediction 0 however wrong. A trainer with skewed
       (non-IID) data whose model is confidently wrong on classes it never saw loses those
-      samples, no more, so its real progress on its own classes still shows.
+      samples, no more, so its real progress on its own classes still shows;
+    * ``balanced`` (a score utility, not a gate): per sample, one logit unit for a correct
+      prediction plus its ``margin``, weighted ``floor(BALANCED_UNIT / n_c)`` with n_c the
+      shard's samples of the sample's class, so every class weighs the same. Why: a random
+      shard of a few hundred samples holds some classes at half their share and others at
+      double, and unweighted a trainer who holds the rare ones is valued at half what its
+      classes are worth to a model judged on every class; the correct-prediction term counts
+      what the owner wants, and the margin term keeps a tiny step worth a tiny value (a step
+      that flips a few samples on the decision boundary earns their flips, not more).
     """
 
     def __init__(self, arch: ArchSpec, x: np.ndarray, y: np.ndarray) -> None:
         self.arch = arch
         self.shard = PreparedShard(arch, x, y)
         self.size = int(len(self.shard.y))
+        counts = np.bincount(self.shard.y.astype(np.int64), minlength=arch.num_classes)
+        self.class_weights = np.where(counts > 0, BALANCED_UNIT // np.maximum(counts, 1), 0).astype(np.int64)
 
     def utility(self, name: str, model: Mapping[str, np.ndarray],
                 mask: np.ndarray | None = None) -> int:
@@ -227,6 +240,12 @@ class ValidationContext:
         for name in names:
             if name == "correct":
                 per = (np.argmax(z, axis=1) == y).astype(np.int64)
+            elif name == "balanced":
+                bound = MARGIN_CLIP_LOGITS << self.arch.scale_bits
+                hit = (np.argmax(z, axis=1) == y).astype(np.int64) << self.arch.scale_bits
+                # fits int64, and so does any sum: sum_c n_c * floor(2**16 / n_c) <= classes * 2**16
+                # <= 2**32, times (4 + 1) << 24 at most
+                per = (hit + margins(z, y, bound)) * self.class_weights[y]
             else:
                 per = margins(z, y, MARGIN_CLIP_LOGITS << self.arch.scale_bits)
                 if name == "soft":
