@@ -40,7 +40,9 @@ DIGITS_CNN: dict[str, Any] = {
 # shard, near-duplicates are one player, deltas are combined in full by validation gain and
 # valued (Shapley) clipped to the gain-weighted median norm, so a longer step is not paid as
 # data; a step over 4x that norm is a boost, one of 2x-4x is clipped to 2x and kept only if its
-# collateral on the classes its card lacks holds (dapp/ml/aggregation.py, step 2). No majority
+# collateral on the classes its card lacks holds (dapp/ml/aggregation.py, step 2); pay is
+# valued in class-balanced correct predictions plus margin ("balanced"), which ranks honest
+# trainers closer to the value of their data than the margin alone (bench/robustness.py). No majority
 # of cheap identities can capture it (Multi-Krum keeps the largest cluster, so an owner with
 # many identities could reject every honest update).
 DEMO_AGGREGATION: dict[str, Any] = {"rule": "validated", "utility": "margin",
@@ -48,7 +50,8 @@ DEMO_AGGREGATION: dict[str, Any] = {"rule": "validated", "utility": "margin",
                                     "clip": "score", "or_correct": True,
                                     "second_chance": True, "collusion_cos": [99, 100],
                                     "weighting": "root4_gain_norm", "evidence": "card_classes",
-                                    "reject_norm_ratio": [4, 1], "collateral": [2, 1]}
+                                    "reject_norm_ratio": [4, 1], "collateral": [2, 1],
+                                    "score_utility": "balanced"}
 LEGACY_AGGREGATION: dict[str, Any] = {
     "rule": "norm_clip", "mode": "reject", "max_norm_ratio": [3, 1],
     "then": {"rule": "multi_krum", "f": 1, "m": 8, "then": "fedavg"}}

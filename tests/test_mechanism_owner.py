@@ -167,11 +167,18 @@ def test_the_validated_rule_scores_with_one_utility():
     from tests.mechanism_scenarios import CONTRIBUTION, VALIDATED
 
     cid = str(chunk(b"a public shard")[0])
+    by_margin = dict(VALIDATED, score_utility="rule")  # the gate's margin
     with pytest.raises(SpecError, match="differs from the validated rule's score utility"):
-        parse_spec(_spec_with(public_validation=cid,
+        parse_spec(_spec_with(public_validation=cid, aggregation=by_margin,
                               contribution=dict(CONTRIBUTION, utility="correct")))
-    assert parse_spec(_spec_with(public_validation=cid, contribution=dict(
+    assert parse_spec(_spec_with(public_validation=cid, aggregation=by_margin, contribution=dict(
         CONTRIBUTION, utility="margin"))).public_validation == cid
+    # the template values pay in "balanced", which only the rule names
+    with pytest.raises(SpecError, match="score utility 'balanced'"):
+        parse_spec(_spec_with(public_validation=cid, contribution=dict(CONTRIBUTION, utility="margin")))
+    with pytest.raises(SpecError, match="aggregation.score_utility"):
+        parse_spec(_spec_with(public_validation=cid, contribution=dict(CONTRIBUTION, utility="balanced")))
+    assert parse_spec(_spec_with(public_validation=cid, contribution=CONTRIBUTION)).public_validation == cid
     # a rule that values contributions in correct predictions agrees with "correct" only
     by_correct = dict(VALIDATED, score_utility="correct")
     assert parse_spec(_spec_with(public_validation=cid, aggregation=by_correct, contribution=dict(

@@ -117,6 +117,8 @@ def test_template_rule_is_the_robust_one():
     assert (s.evidence_on, s.step, s.clip) == ("card_classes", Fraction(1, 2), "score")
     # long steps are clipped, not refused, when their collateral holds (robustness_50, README)
     assert (s.reject_norm_ratio, s.collateral) == (Fraction(4), Fraction(2))
+    # pay is valued in class-balanced correct predictions plus margin (robustness_30, README)
+    assert s.score_utility == "balanced" and s.utility == "margin"
 
 
 def test_evidence_config_round_trips_and_is_checked():
@@ -164,9 +166,10 @@ def test_the_balanced_utility_weighs_every_class_the_same():
     assert ctx.utility("correct", says0) == 9 and ctx.utility("correct", says1) == 1
     b0, b1 = ctx.utility("balanced", says0), ctx.utility("balanced", says1)
     unit = 1 << ARCH.scale_bits
-    # one class all right at the full margin (1 + 4 logits), the other all wrong at -4
-    assert b0 == 9 * (65536 // 9) * 5 * unit - 65536 * 4 * unit
-    assert b1 == 65536 * 5 * unit - 9 * (65536 // 9) * 4 * unit
+    # one class all right at the full margin (4 logits, plus 2 for being right by at least
+    # one), the other all wrong at -4
+    assert b0 == 9 * (65536 // 9) * 6 * unit - 65536 * 4 * unit
+    assert b1 == 65536 * 6 * unit - 9 * (65536 // 9) * 4 * unit
     assert abs(b0 - b1) * 1000 < b0  # the floor of 2**16 / 9 apart, nothing else
 
 

@@ -227,7 +227,8 @@ def _ratio(v: Any, what: str, *, below_one: bool) -> Fraction:
 def _utility_fields(config: Mapping[str, Any]) -> dict[str, Any]:
     utility = config.get("utility", "correct")
     if utility not in UTILITIES:
-        raise ContributionError(f"unknown utility {utility!r} (known: {', '.join(UTILITIES)})")
+        raise ContributionError(f"unknown utility {utility!r} (known: {', '.join(UTILITIES)}; the "
+                                f"validated rule's other utilities are set by aggregation.score_utility)")
     clip = config.get("margin_clip", 4)
     if "margin_clip" in config and utility != "margin":
         raise ContributionError("margin_clip applies to the margin utility only")
