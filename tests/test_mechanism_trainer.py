@@ -55,7 +55,7 @@ def test_over_reporting_the_sample_count_gains_nothing(parts, alone):
 def test_a_longer_step_is_not_paid_as_more_data(parts, alone, k):
     """Stretching one's delta (x1.5, x1.9: under the template's 2x boosted-update threshold)
     carries no more data: the template values each player clipped to the median norm, so it
-    earns at most 5 % more (valued unclipped, x1.9 earned 1.42x: bench/mechanism.py)."""
+    earns at most 5 % more (valued unclipped, x1.9 earned 1.31x: bench/mechanism.py)."""
     single = alone.total(Trainer(1, parts[1]).addresses())
     run, t = with_trainer1(parts, "stretch", k)
     assert run.total(t.addresses()) * 100 <= single * 105, (k, run.total(t.addresses()), single)
