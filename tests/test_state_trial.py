@@ -78,7 +78,7 @@ def test_the_market_leaves_unread_jobs_alone_and_refusals_change_nothing():
 
 
 def test_the_free_state_query_rehashes_only_the_jobs_inputs_changed(monkeypatch):
-    """`state` is free to ask; hashing every job that ever ran on each ask was 17 s at 1,000
+    """`state` is free to ask; hashing every job that ever ran on each ask was 12 s at 1,000
     finished jobs (bench/state_growth.py). Its digest must still be the full digest's bytes."""
     import dapp.market.state as state_mod
 
@@ -96,3 +96,23 @@ def test_the_free_state_query_rehashes_only_the_jobs_inputs_changed(monkeypatch)
     answer = sim.inspect("state")["digest"]
     assert hashed == [job_id]                                 # only the job the join changed
     assert answer == "0x" + sim.market.digest().hex()
+
+
+def test_an_input_s_conservation_check_weighs_the_tokens_it_moved():
+    """A trial is checked on the tokens it moved (escrow, balance, deposit or withdrawal); a
+    break in any of them is caught, whatever the other tokens hold."""
+    token = "0x" + "7e" * 20
+    st = history(2)
+    st.ledger.credit(token, OWNER, 5)
+    st.ledger.record_deposit(token, 5)
+    assert st.conserved()
+    for breaks in (lambda t: t.ledger.credit(p.ETH, OWNER, 1),          # money from nowhere
+                   lambda t: setattr(t.jobs[1], "escrow", t.jobs[1].escrow + 1),
+                   lambda t: t.ledger.record_withdrawal(token, 1)):
+        trial = st.trial()
+        breaks(trial)
+        assert not trial.conserved()
+    trial = st.trial()      # a balanced move: 2 of the token from the owner into job 1's escrow
+    trial.jobs[1].token, trial.jobs[1].escrow = token, 2
+    trial.ledger.debit(token, OWNER, 2)
+    assert trial.conserved() and trial.commit().conserved()

@@ -6,7 +6,7 @@ Every movement is a transfer between two of these places, never a creation or a 
 
 An input works on a `TrialLedger`: the balances it changes are kept aside and written back only
 when the input succeeds. A deep copy of every balance per input (and a sum over all of them for
-the invariant) made every input cost O(accounts): 53 ms at 100,000 accounts on x86-64, more
+the invariant) made every input cost O(accounts): 49 ms at 100,000 accounts on x86-64, more
 in the RISC-V machine, and every account is one deposit away (bench/state_growth.py).
 """
 
@@ -72,6 +72,10 @@ class Ledger:
     def record_withdrawal(self, token: str, amount: int) -> None:
         self.withdrawn[token] = self.withdrawn.get(token, 0) + amount
 
+    def flows(self, token: str) -> tuple[int, int]:
+        """(deposited, withdrawn) in `token` so far."""
+        return self.deposited.get(token, 0), self.withdrawn.get(token, 0)
+
     def total_balances(self, token: str) -> int:
         """Kept as balances move (O(1)); `audit()` recomputes it."""
         return self._totals.get(token, 0)
@@ -90,7 +94,7 @@ class Ledger:
     def digest(self, cached: bool = False) -> bytes:
         """keccak over a multiset hash of the balances and the deposited and withdrawn totals.
         `cached` takes the multiset hash kept up to date as balances move (O(1) per move: the
-        free `state` query re-hashed every balance, 380 ms at 100,000 accounts); the default
+        free `state` query re-hashed every balance, 286 ms at 100,000 accounts); the default
         rebuilds it from `balances` itself, trusting nothing kept aside."""
         kept = self._set_hash if cached else _balances_hash(self.balances)
         return keccak(canonical.dumps({"balances": "0x" + kept.digest().hex(),
@@ -110,6 +114,7 @@ class LedgerView(Protocol):
     def record_deposit(self, token: str, amount: int) -> None: ...
     def record_withdrawal(self, token: str, amount: int) -> None: ...
     def total_balances(self, token: str) -> int: ...
+    def flows(self, token: str) -> tuple[int, int]: ...
     def accounts(self, token: str) -> dict[str, int]: ...
 
 
@@ -162,6 +167,14 @@ class TrialLedger:
 
     def total_balances(self, token: str) -> int:
         return self._base.total_balances(token) + self._moved.get(token, 0)
+
+    def flows(self, token: str) -> tuple[int, int]:
+        dep, wd = self._base.flows(token)
+        return dep + self._deposited.get(token, 0), wd + self._withdrawn.get(token, 0)
+
+    def tokens_moved(self) -> set[str]:
+        """The tokens whose balances, deposits or withdrawals this input changed."""
+        return set(self._moved) | set(self._deposited) | set(self._withdrawn)
 
     def accounts(self, token: str) -> dict[str, int]:
         """Every positive balance in `token` (a payout's candidates): O(accounts), as paying

@@ -5,13 +5,13 @@ content cache outside the state, keyed by their hashes. An input works on a `tri
 state, committed only when it succeeds, so a refused input changes nothing; the trial copies a
 job only when the input reads it (`TrialJobs`), because the jobs grow with the market's history
 and copying all of them for every input made every input slower than the last (1,000 finished
-50-trainer jobs: 6.8 s per input on x86-64, bench/state_growth.py, before the RISC-V
+50-trainer jobs: 4.9 s per input on x86-64, bench/state_growth.py, before the RISC-V
 emulator's slowdown).
 `digest()` is the canonical hash that tests use to prove that a refused input changed nothing.
 It hashes each job on its own and keeps a multiset hash of (id, job hash) pairs, so that the
 market can re-hash only the jobs inputs wrote (`JobDigests`) and answer the free `state` query
-in time that does not grow with history (every job re-hashed: 17 s at 1,000 finished
-50-trainer jobs; 1 ms now, bench/state_growth.py).
+in time that does not grow with history (every job re-hashed: 12 s at 1,000 finished
+50-trainer jobs; 0.7 ms now, bench/state_growth.py).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class TrialJobs(MutableMapping[int, Job]):
     """The jobs as one input sees them: a job read through ``[]`` or ``get`` is deep-copied the
     first time (the input may change it) and the committed jobs are left as they were until
     ``commit``. ``values()`` and ``items()`` give the current version of every job without
-    copying it: read them, never change them (money conservation reads every escrow)."""
+    copying it: read them, never change them."""
 
     def __init__(self, base: MutableMapping[int, Job]) -> None:
         self._base = base
@@ -131,6 +131,11 @@ class TrialJobs(MutableMapping[int, Job]):
     def items(self) -> list[tuple[int, Job]]:  # type: ignore[override]
         return [(k, peek_job(self, k)) for k in self]
 
+    @property
+    def nested(self) -> bool:
+        """Taken from another input's jobs (a batch's message), not from the committed ones."""
+        return isinstance(self._base, TrialJobs)
+
     def changes(self) -> Iterator[tuple[int, Job | None, Job]]:
         """(id, the version it was taken from or None for a new job, this input's version) of
         every job this input read or created."""
@@ -158,7 +163,7 @@ def peek_job(jobs: MutableMapping[int, Job], job_id: int) -> Job:
 class JobIndex:
     """What every input would otherwise scan every job for: each token's escrow total (money
     conservation) and the open jobs (what the backend keeps models for). Kept as commits write
-    jobs; at 100,000 small jobs the scans cost 244 ms per input (bench/state_growth.py)."""
+    jobs; at 100,000 small jobs the scans cost 180 ms per input (bench/state_growth.py)."""
 
     escrow: dict[str, int] = field(default_factory=dict)
     open: set[int] = field(default_factory=set)
@@ -172,13 +177,18 @@ class JobIndex:
 
     def move(self, job_id: int, old: Job | None, new: Job) -> None:
         """Job `job_id` went from `old` (None: it is new) to `new`."""
-        if old is not None:
-            self.escrow[old.token] -= old.escrow
-        self.escrow[new.token] = self.escrow.get(new.token, 0) + new.escrow
+        _move_escrow(self.escrow, old, new)
         if new.status == OPEN:
             self.open.add(job_id)
         else:
             self.open.discard(job_id)
+
+
+def _move_escrow(escrow: dict[str, int], old: Job | None, new: Job) -> None:
+    """Per-token escrow totals after one job went from `old` (None: new) to `new`."""
+    if old is not None:
+        escrow[old.token] = escrow.get(old.token, 0) - old.escrow
+    escrow[new.token] = escrow.get(new.token, 0) + new.escrow
 
 
 @dataclass
@@ -205,10 +215,11 @@ class MarketState:
         replace its own; that state is the one to keep using). `digests` forgets the hash of
         every job the commit writes."""
         if isinstance(self.jobs, TrialJobs):
+            written = list(self.jobs.changes())
             if digests is not None:
-                digests.forget(list(self.jobs._own))
-            if self.index is not None and not isinstance(self.jobs._base, TrialJobs):
-                for k, old, new in self.jobs.changes():   # into the committed jobs
+                digests.forget([k for k, _, _ in written])
+            if self.index is not None and not self.jobs.nested:   # into the committed jobs
+                for k, old, new in written:
                     self.index.move(k, old, new)
             self.jobs = self.jobs.commit()
         if isinstance(self.ledger, TrialLedger):
@@ -249,20 +260,28 @@ class MarketState:
         return self.index
 
     def conserved(self) -> bool:
-        """Money conservation, for every token that ever came in: the committed escrow totals
-        plus what this input's jobs moved, so no input scans every job or every token (anyone
-        adds a job with a deposit, a token with an ERC-20 deposit: summing escrows per token
-        over every job was 433 ms per input at 1,000 tokens and 1,000 jobs)."""
-        escrow = dict(self._index().escrow)
+        """Money conservation: per token, deposited = balances + escrow + withdrawn. An input's
+        trial checks only the tokens it moved (a job's escrow, a balance, a deposit or a
+        withdrawal): the others are as the last commit left them, and every commit was checked.
+        So no input scans every job or every token, and anyone adds a job with a deposit and a
+        token with an ERC-20 deposit (escrows summed per token over every job: 344 ms per input
+        at 1,000 tokens and 1,000 jobs; every token checked: 129 ms at 100,000 tokens, against
+        0.13 ms now; bench/state_growth.py). Any other
+        state checks every token."""
+        escrow = self._index().escrow
+        moved: dict[str, int] = {}
         if isinstance(self.jobs, TrialJobs):
             for _, old, new in self.jobs.changes():
-                if old is not None:
-                    escrow[old.token] -= old.escrow
-                escrow[new.token] = escrow.get(new.token, 0) + new.escrow
+                _move_escrow(moved, old, new)
         led = self.ledger
-        withdrawn = led.withdrawn
-        return all(v == led.total_balances(t) + escrow.get(t, 0) + withdrawn.get(t, 0)
-                   for t, v in led.deposited.items())
+        tokens = (led.tokens_moved() | set(moved)
+                  if isinstance(led, TrialLedger) and isinstance(self.jobs, TrialJobs)
+                  else set(led.deposited) | set(moved))
+        for t in tokens:
+            deposited, withdrawn = led.flows(t)
+            if deposited != led.total_balances(t) + escrow.get(t, 0) + moved.get(t, 0) + withdrawn:
+                return False
+        return True
 
 
 def job_digest(job: Job) -> bytes:
@@ -276,8 +295,8 @@ def _hex(b: bytes) -> str:
 class JobDigests:
     """A multiset hash of (id, hash) of every committed job, kept as commits write jobs: the
     free `state` query hashes only the jobs written since it was last asked (once every job,
-    on the first ask after a start), not every job (17 s at 1,000 finished 50-trainer jobs;
-    assembling every job's known hash was still 206 ms at 100,000 small ones).
+    on the first ask after a start), not every job (12 s at 1,000 finished 50-trainer jobs;
+    assembling every job's known hash was still 353 ms at 100,000 small ones).
 
     Sound only because a committed job changes solely by being replaced at commit (an input
     changes its own copy, `TrialJobs`); `forget` is called with every job a commit writes. The
