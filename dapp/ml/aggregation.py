@@ -220,9 +220,11 @@ class ValidationContext:
       classes are worth to a model judged on every class; the correct-prediction term counts
       what the owner wants (the margin alone values a specialist's push on every other class
       more than the predictions it adds), and it ramps over one logit instead of jumping, so a
-      tiny step that moves samples across the decision boundary earns a tiny value (with 0/1
-      correct predictions, an owner's identity that trained a little took 13-19 % of a job
-      instead of 1.4 %, and 300 samples earned less than 250: bench/mechanism.py's scenarios).
+      tiny step that moves samples across the decision boundary earns a tiny value (valued in
+      0/1 correct predictions, an owner's nine identities that trained a little took 19 % of a
+      job, 1.4 % in ``balanced``: bench/mechanism.py; with a 0/1 term on top of the margin, 300
+      samples earned less than 250 and tests/test_mechanism_trainer.py's
+      ``test_more_data_earns_more`` failed).
     """
 
     def __init__(self, arch: ArchSpec, x: np.ndarray, y: np.ndarray) -> None:
@@ -230,7 +232,8 @@ class ValidationContext:
         self.shard = PreparedShard(arch, x, y)
         self.size = int(len(self.shard.y))
         counts = np.bincount(self.shard.y.astype(np.int64), minlength=arch.num_classes)
-        self.class_weights = np.where(counts > 0, BALANCED_UNIT // np.maximum(counts, 1), 0).astype(np.int64)
+        # int64 on every platform; a class absent from the shard is never read
+        self.class_weights = (BALANCED_UNIT // np.maximum(counts, 1)).astype(np.int64)
 
     def utility(self, name: str, model: Mapping[str, np.ndarray],
                 mask: np.ndarray | None = None) -> int:
