@@ -96,7 +96,8 @@ attack x 3 seeds (hours). ``--alphas``, ``--trainers``, ``--fractions``, ``--see
 ``--rounds``, ``--attacks`` pick any other slice; ``--jobs 2`` runs settings in parallel.
 
 Run: `.venv/bin/python -m bench.robustness [--full] [--omniscient] [--rules JSON] [--jobs N] [--out NAME]`;
-writes bench/results/robustness.json. The issue's target slice (30 % attackers, 3 seeds; the
+writes bench/results/robustness.json (``--report NAME`` prints a saved run's summaries
+again, per (rule, attack) and per (rule, alpha), without rerunning it). The issue's target slice (30 % attackers, 3 seeds; the
 figures in the README) is `--fractions 0.3 --seeds 0,1,2 --jobs 2 --out robustness_30`.
 """
 
