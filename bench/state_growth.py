@@ -21,13 +21,19 @@ Then the same deposit, and the `state` query after it, against N accounts that h
 checks money conservation on running totals; the query reads a multiset hash of the balances
 kept up to date as they move (`dapp.hashing.MultisetHash`). Baselines: what every input did
 before, a deep copy of the ledger and a sum over every balance, and what every query did, the
-ledger serialised and hashed whole.
+ledger serialised and hashed whole. With them, a `payout` input (anyone may send one; it pays
+the 200 lowest addresses), and its pick of payees (the 200 smallest, `heapq.nsmallest`) against
+the sort of every account it did before.
 
 Last, the same deposit at 1,000 finished jobs against N tokens that were ever deposited (anyone
 adds one with an ERC-20 deposit of a token it deployed): the money-conservation check every
 input runs weighs only the tokens the input moved, from escrow totals kept per token
 (`JobIndex`). Baselines: every token checked against those totals (what each input did before),
 and, up to 1,000 tokens, the check as it was first, every job's escrow summed once per token.
+With them, the `state` query (it counts the tokens; their totals come from `token/<address>`
+and `tokens/page/<k>`, and its digest reads them from the multiset hash) and the last tokens
+page. Baselines: the old `state` answer, every token's deposited and withdrawn totals (its
+size against the output limit), and the old digest's dump of those totals.
 
 And against N small jobs (opened by a deposit and cancelled: the cheapest history anyone can
 add). Escrow totals and the open jobs are kept as commits write jobs (`JobIndex`), and the
@@ -40,6 +46,7 @@ Run: `.venv/bin/python -m bench.state_growth`; writes bench/results/state_growth
 from __future__ import annotations
 
 import copy
+import json
 import statistics
 import time
 from dataclasses import asdict
@@ -48,9 +55,12 @@ from typing import Any
 from bench import write_results
 from dapp import canonical
 from dapp.hashing import keccak
+from dapp.market import payout
 from dapp.market import protocol as p
+from dapp.market.app import TOKENS_PAGE
 from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission,
                                job_digest)
+from dapp.outputs import MAX_OUTPUT_BYTES
 from tests.market_harness import MarketSim
 
 SIZES = (0, 100, 1000)
@@ -153,8 +163,8 @@ def main() -> dict[str, Any]:
     for n in ACCOUNTS:
         sim = MarketSim()
         led = sim.market.state.ledger
-        for i in range(n):
-            led.credit(p.ETH, f"0x{i + 1:040x}", 1)
+        for i in range(n):   # addresses in no order (an odd multiplier permutes mod 2**40)
+            led.credit(p.ETH, f"0x{(i + 1) * 2654435761 % (1 << 40):040x}", 1)
         led.record_deposit(p.ETH, n)
         dep = timed(lambda: deposit(sim))
         assert sim.market.state.conserved() and led.audit()
@@ -166,12 +176,20 @@ def main() -> dict[str, Any]:
         old = timed(old_way)
         query = state_query_after_a_deposit(sim, dep)
         full = timed(lambda: keccak(canonical.dumps(asdict(led))))  # the old answer's ledger
+        plan = timed(lambda: payout.plan(sim.market.state.ledger, p.ETH, set()))
+        sorted_plan = timed(lambda: sorted(sim.market.state.ledger.accounts(p.ETH).items())
+                            [:payout.MAX_PAYEES])
+        pay = timed(lambda: sim.call("0x" + "55" * 20, p.Payout(p.ETH)))   # 200 paid each
         ledger_rows.append({"accounts": n, "deposit_s": dep, "state_query_s": query,
+                            "payout_input_s": pay, "payout_plan_s": plan,
                             "baseline_ledger_copy_and_sum_s": old,
-                            "baseline_ledger_rehashed_s": full})
+                            "baseline_ledger_rehashed_s": full,
+                            "baseline_payout_plan_sorted_s": sorted_plan})
         print(f"{n:>7} accounts: deposit {dep * 1e3:8.2f} ms, state query {query * 1e3:8.2f} "
-              f"ms | baselines: ledger copy and sum per input {old * 1e3:9.2f} ms, every "
-              f"balance re-hashed per state query {full * 1e3:9.2f} ms")
+              f"ms, payout input {pay * 1e3:8.2f} ms (its payee pick {plan * 1e3:7.2f} ms) | "
+              f"baselines: ledger copy and sum per input {old * 1e3:9.2f} ms, every "
+              f"balance re-hashed per state query {full * 1e3:9.2f} ms, every account sorted "
+              f"per payout {sorted_plan * 1e3:8.2f} ms")
     token_rows = []
     for n in TOKENS:
         sim = with_history(TOKEN_JOBS)
@@ -183,12 +201,30 @@ def main() -> dict[str, Any]:
         every = timed(sim.market.state.conserved)   # a committed state checks every token
         old = (timed(lambda: old_conserved(sim.market.state.trial()))  # as inputs ran it
                if n <= SUMMED_UP_TO else None)
+        query = state_query_after_a_deposit(sim, dep)
+        answer = len(json.dumps(sim.inspect("state")).encode())
+        last = f"tokens/page/{(n - 1) // TOKENS_PAGE}"
+        page = timed(lambda: sim.inspect(last))
+        old_answer = len(json.dumps(     # the state answer listed every token's totals
+            {k: {t: str(v) for t, v in sorted(getattr(led, k).items())}
+             for k in ("deposited", "withdrawn")}).encode())
+        old_flows = timed(lambda: keccak(canonical.dumps(      # and its digest dumped them
+            {"deposited": led.deposited, "withdrawn": led.withdrawn})))
         token_rows.append({"tokens": n, "finished_jobs": TOKEN_JOBS, "deposit_s": dep,
+                           "state_query_s": query, "state_answer_bytes": answer,
+                           "last_tokens_page_s": page,
                            "baseline_every_token_checked_s": every,
-                           "baseline_conservation_check_s": old})
-        print(f"{n:>7} tokens, {TOKEN_JOBS} jobs: deposit {dep * 1e3:8.2f} ms | baselines per "
-              f"input: every token checked {every * 1e3:8.2f} ms, escrows summed per token "
-              + (f"{old * 1e3:9.2f} ms" if old is not None else "(not run: O(tokens x jobs))"))
+                           "baseline_conservation_check_s": old,
+                           "baseline_state_answer_bytes": old_answer,
+                           "baseline_state_answer_fits": old_answer <= MAX_OUTPUT_BYTES,
+                           "baseline_flows_dumped_per_query_s": old_flows})
+        print(f"{n:>7} tokens, {TOKEN_JOBS} jobs: deposit {dep * 1e3:8.2f} ms, state query "
+              f"{query * 1e3:6.2f} ms ({answer} B), last tokens page {page * 1e3:6.2f} ms | "
+              f"baselines: every token checked per input {every * 1e3:8.2f} ms, escrows summed "
+              "per token " + (f"{old * 1e3:9.2f} ms" if old is not None else "(not run)")
+              + f", state answer {old_answer:,} B ("
+              + ("fits" if old_answer <= MAX_OUTPUT_BYTES else "refused: over an output")
+              + f"), flows dumped per query {old_flows * 1e3:7.2f} ms")
     small_rows = []
     for n in SMALL_JOBS:
         sim = with_history(0)

@@ -69,6 +69,7 @@ def test_inspect_of_megabytes_is_refused_with_a_short_report():
 @pytest.mark.parametrize("path", ["job/\u0661", "job/" + "9" * 5000, "job/-1", "job/1e3",
                                   "balance/" + "a" * (1 << 20), "balance/0xzz",
                                   "content/" + "b" * 100_000, "jobs/page/\u0662",
+                                  "token/0x" + "1" * 39, "tokens/page/-1", "tokens/page",
                                   "job/1/round/" + "1" * 30])
 def test_hostile_query_paths_are_refused_briefly(path):
     sim = MarketSim()
@@ -93,6 +94,36 @@ def test_jobs_are_listed_a_page_at_a_time():
         assert sim.deposit_eth(OWNER, 10**6, p.CreateJob(job.spec_cid).encode()).notices
     assert [j["job"] for j in sim.inspect("jobs")] == [1, 2, 3, 4]
     assert sim.inspect("jobs/page/1") == []
+
+
+def test_the_state_answer_stays_small_however_many_tokens_anyone_deposits():
+    """Anyone adds a token with one ERC-20 deposit of a token it deployed. The `state` answer
+    listed every token's totals and outgrew an output at about 10,000 tokens, so nobody could
+    read the market's digest; now it counts them, and the totals come a page at a time."""
+    sim = MarketSim()
+    real = ["0x" + c * 40 for c in "abc"]
+    for i, token in enumerate(real):
+        assert sim.deposit_erc20(ATTACKER, token, i + 1).accepted
+    led = sim.market.state.ledger
+    for t in range(12_000):      # as the deposits would leave it, without 12,000 inputs
+        token = f"0x{t + 1:040x}"
+        led.credit(token, ATTACKER, 5)
+        led.record_deposit(token, 5)
+    ok, out = handle_inspect(sim.market, b"state")
+    assert ok and len(out.reports[0]) < 300, out.reports
+    state = json.loads(out.reports[0])
+    assert state["tokens"] == 12_003 and state["digest"] == "0x" + sim.market.digest().hex()
+    first = sim.inspect("tokens")
+    assert [t["token"] for t in first[:3]] == real     # in first-deposit order
+    assert first[1] == {"token": real[1], "deposited": "2", "withdrawn": "0", "balances": "2",
+                        "escrow": "0"}
+    ok, out = handle_inspect(sim.market, b"tokens/page/120")
+    assert ok and len(out.reports[0]) <= MAX_OUTPUT_BYTES
+    assert [t["token"] for t in json.loads(out.reports[0])] == [
+        f"0x{t + 1:040x}" for t in range(11_997, 12_000)]
+    assert sim.inspect("tokens/page/121") == []
+    assert sim.inspect(f"token/{real[2]}")["deposited"] == "3"
+    assert sim.inspect("token/0x" + "d" * 40)["deposited"] == "0"   # never deposited
 
 
 # ---- inputs whose refusal would echo megabytes -----------------------------------------------

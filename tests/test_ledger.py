@@ -99,3 +99,16 @@ def test_the_multiset_hash_depends_on_contents_not_order(items, extra, seed):
         for x in items + extra:
             c.add(x)
         assert c.digest() != a.digest()
+
+
+def test_the_digest_covers_each_token_s_deposited_and_withdrawn_totals():
+    """The `state` answer no longer lists them, so its digest must commit to them."""
+    seen = set()
+    led = Ledger()
+    for step in (lambda: None, lambda: led.record_deposit(TOKENS[0], 5),
+                 lambda: led.record_withdrawal(TOKENS[0], 2),
+                 lambda: led.record_deposit(TOKENS[1], 5),
+                 lambda: led.record_withdrawal(TOKENS[1], 2)):
+        step()
+        assert led.digest(cached=True) == led.digest() not in seen
+        seen.add(led.digest())

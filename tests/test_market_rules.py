@@ -329,7 +329,13 @@ def test_inspect_queries():
     sim = j.sim
     assert [x["job"] for x in sim.inspect("jobs")] == [1]
     assert sim.inspect("job/1/round/0")["index"] == 0
-    assert sim.inspect("state")["deposited"] == {p.ETH: str(10**18)}
+    assert sim.inspect("state")["tokens"] == 1
+    eth = {"token": p.ETH, "deposited": str(10**18), "withdrawn": "0",
+           "balances": str(sim.market.state.ledger.total_balances(p.ETH)),
+           "escrow": str(sim.market.state.jobs[1].escrow)}
+    assert int(eth["balances"]) + int(eth["escrow"]) == 10**18
+    assert sim.inspect(f"token/{p.ETH}") == eth and sim.inspect("tokens") == [eth]
+    assert sim.inspect("tokens/page/1") == []
     from dapp.loop import handle_inspect
     ok, out = handle_inspect(sim.market, b"nonsense")
     assert not ok and b"unknown query" in out.reports[0]

@@ -101,3 +101,19 @@ def test_a_batched_payout_names_what_it_pays_each_payee(token, entries):
     payees = [("0x" + a.hex(), v) for a, v in entries]
     assert payout.payees_of(payout.pay_payload(tok, payees)) == (tok, payees)
     assert payout.payees_of(b"\x00" * 4 + payout.pay_payload(tok, payees)[4:]) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.integers(1, 2000), st.integers(0, payout.MAX_AMOUNT + 5), max_size=450),
+       st.sets(st.integers(1, 2000), max_size=30))
+def test_a_payout_pays_the_lowest_addresses_first_whatever_the_balances(balances, excluded):
+    """`plan` picks the MAX_PAYEES smallest addresses without sorting every account (anyone adds
+    one with a deposit); it is the same list a full sort would give."""
+    from dapp.market.ledger import Ledger
+    led = Ledger()
+    for k, v in balances.items():
+        led.credit(p.ETH, f"0x{k:040x}", v)
+    exclude = {f"0x{k:040x}" for k in excluded}
+    full = [(a, v) for a, v in sorted(led.accounts(p.ETH).items())
+            if a not in exclude and 0 < v <= payout.MAX_AMOUNT][:payout.MAX_PAYEES]
+    assert payout.plan(led, p.ETH, exclude) == full

@@ -19,6 +19,8 @@ where `withdraw` or a later payout can take it. Pull `withdraw` is unchanged.
 
 from __future__ import annotations
 
+import heapq
+
 from eth_abi import decode as abi_decode
 from eth_abi import encode as abi_encode
 
@@ -39,14 +41,10 @@ MAX_AMOUNT = (1 << 96) - 1
 def plan(ledger: LedgerView, token: str, exclude: set[str]) -> list[tuple[str, int]]:
     """Who is paid and how much: every positive balance in `token` (all of it), ascending by
     address, at most MAX_PAYEES, amounts that fit 96 bits, accounts in `exclude` skipped."""
-    chosen: list[tuple[str, int]] = []
-    for account, amount in sorted(ledger.accounts(token).items()):
-        if account in exclude or not 0 < amount <= MAX_AMOUNT:
-            continue
-        chosen.append((account, amount))
-        if len(chosen) == MAX_PAYEES:
-            break
-    return chosen
+    # The MAX_PAYEES smallest, not a sort of every account: anyone adds an account with one
+    # deposit, and anyone may ask for a payout (bench/state_growth.py: at 100,000 accounts).
+    return heapq.nsmallest(MAX_PAYEES, ((a, v) for a, v in ledger.accounts(token).items()
+                                        if a not in exclude and 0 < v <= MAX_AMOUNT))
 
 
 def pay_payload(token: str, payees: list[tuple[str, int]]) -> bytes:

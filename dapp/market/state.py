@@ -250,6 +250,10 @@ class MarketState:
         """The committed open jobs' ids, ascending."""
         return sorted(self._index().open)
 
+    def escrow_total(self, token: str) -> int:
+        """What the committed jobs hold in escrow in `token` (kept by commits, O(1))."""
+        return self._index().escrow.get(token, 0)
+
     def audit(self) -> bool:
         """The job index is what scanning every committed job gives (tests call it)."""
         return self._index() == JobIndex.of(self.jobs)
