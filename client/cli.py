@@ -497,15 +497,18 @@ def trainer() -> None:
 
 
 @trainer.command("jobs")
+@click.option("--all", "everything", is_flag=True,
+              help="Every job, finished and cancelled ones too (default: the open ones).")
 @command
-def jobs(st: State) -> Any:
-    """Job listings (inspect `jobs`)."""
+def jobs(st: State, everything: bool) -> Any:
+    """The jobs you can join (inspect `jobs/open`, every page); --all lists every job."""
     from client import trainer as tr
 
-    items = tr.list_jobs(st.ctx)
+    items = tr.list_jobs(st.ctx, everything=everything)
 
     def human() -> None:
-        t = _table("jobs", ("job", "status", "round", "budget", "owner", "spec"))
+        t = _table("jobs" if everything else "open jobs",
+                   ("job", "status", "round", "budget", "owner", "spec"))
         for j in items:
             t.add_row(str(j["job"]), j["status"], str(j["round"]), fmt_wei(j["budget"], j.get("token")),
                       j["owner"], j["spec_cid"])

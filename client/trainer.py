@@ -27,6 +27,7 @@ import numpy as np
 
 from dapp.hashing import keccak
 from dapp.market import protocol as p
+from dapp.market.app import JOBS_PAGE
 from dapp.ml.arch import ArchSpec
 from dapp.ml.model_format import Model, decode_model, encode_model
 
@@ -81,8 +82,21 @@ def save_round(ctx: Context, job: int, round_: int, **fields: Any) -> None:
     write_json(_state_path(ctx, job), st)
 
 
-def list_jobs(ctx: Context) -> list[dict[str, Any]]:
-    return list(ctx.node.inspect("jobs"))
+MAX_LISTED_PAGES = 100
+"""Pages `list_jobs` reads at most (10,000 jobs): anyone can open jobs, a deposit each."""
+
+
+def list_jobs(ctx: Context, everything: bool = False) -> list[dict[str, Any]]:
+    """The open jobs (every job with `everything`), by id. The node answers a page at a time
+    (JOBS_PAGE a page); one page alone hid every job after the first 100 ever opened."""
+    base = "jobs/page" if everything else "jobs/open/page"
+    out: list[dict[str, Any]] = []
+    for k in range(MAX_LISTED_PAGES):
+        page = list(ctx.node.inspect(f"{base}/{k}"))
+        out.extend(page)
+        if len(page) < JOBS_PAGE:
+            break
+    return out
 
 
 def job_info(ctx: Context, job: int) -> dict[str, Any]:

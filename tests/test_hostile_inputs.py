@@ -94,6 +94,32 @@ def test_jobs_are_listed_a_page_at_a_time():
         assert sim.deposit_eth(OWNER, 10**6, p.CreateJob(job.spec_cid).encode()).notices
     assert [j["job"] for j in sim.inspect("jobs")] == [1, 2, 3, 4]
     assert sim.inspect("jobs/page/1") == []
+    assert sim.call(OWNER, p.CancelJob(2)).accepted
+    assert [j["job"] for j in sim.inspect("jobs/open")] == [1, 3, 4]
+    assert sim.inspect("jobs/open/page/0") == sim.inspect("jobs/open")
+    assert sim.inspect("jobs/open/page/1") == []
+    for bad in ("jobs/page", "jobs/open/page", "jobs/closed", "jobs/open/1"):
+        ok, out = handle_inspect(sim.market, bad.encode())
+        assert not ok and b"jobs/open/page/<k>" in out.reports[0], (bad, out.reports)
+
+
+def test_a_trainer_lists_every_open_job_however_many_jobs_came_before():
+    """`trainer jobs` read one page: after 100 jobs of any kind (anyone opens one with a
+    deposit), every newer job was missing from it."""
+    from types import SimpleNamespace
+
+    from client.trainer import list_jobs
+    from dapp.market.app import JOBS_PAGE
+    sim = MarketSim()
+    job = digits_job(sim, rounds=1)
+    for _ in range(JOBS_PAGE + 20):
+        assert sim.deposit_eth(ATTACKER, 1, p.CreateJob(job.spec_cid).encode()).notices
+    assert sim.deposit_eth(OWNER, 10**6, p.CreateJob(job.spec_cid).encode()).notices
+    newest = JOBS_PAGE + 22
+    ctx = SimpleNamespace(node=SimpleNamespace(inspect=sim.inspect))
+    assert newest not in [j["job"] for j in sim.inspect("jobs")]   # one page: not there
+    assert [j["job"] for j in list_jobs(ctx)] == list(range(1, newest + 1))
+    assert len(list_jobs(ctx, everything=True)) == newest
 
 
 def test_the_state_answer_stays_small_however_many_tokens_anyone_deposits():

@@ -431,14 +431,22 @@ class Market:
     # ---- queries -----------------------------------------------------------------------
 
     def query(self, path: str) -> Any:
-        """Inspect paths: jobs | job/<id> | job/<id>/round/<r> | balance/<address> |
+        """Inspect paths: jobs | jobs/open | job/<id> | job/<id>/round/<r> | balance/<address> |
         token/<address> | tokens | content/<cid> | state. Every answer is bounded, whatever
         anyone has added to the market: lists come in pages."""
         parts = path.split("/") if path else [""]
         st = self.state
-        if parts[0] == "jobs" and (len(parts) == 1 or (len(parts) == 3 and parts[1] == "page")):
-            page = _int(parts[2]) if len(parts) == 3 else 0
-            ids = sorted(st.jobs)[page * JOBS_PAGE:(page + 1) * JOBS_PAGE]
+        if parts[0] == "jobs" and len(parts) in (1, 2, 3, 4):
+            # jobs[/page/<k>]: every job; jobs/open[/page/<k>]: the open ones (what a trainer
+            # can join; after 100 jobs of any kind, new ones were past the first page).
+            open_only = len(parts) in (2, 4) and parts[1] == "open"
+            rest = parts[2:] if open_only else parts[1:]
+            if not (rest == [] or (len(rest) == 2 and rest[0] == "page")):
+                raise InputRefused(f"unknown query {quote(path)}: try jobs, jobs/page/<k>, "
+                                   f"jobs/open, jobs/open/page/<k>")
+            page = _int(rest[1]) if rest else 0
+            ids = (st.open_jobs() if open_only else sorted(st.jobs))[
+                page * JOBS_PAGE:(page + 1) * JOBS_PAGE]
             return [{"job": j.id, "owner": j.owner, "status": j.status, "token": j.token,
                      "budget": str(j.budget), "round": j.current.index, "spec_cid": j.spec_cid,
                      "model_cid": j.global_model_cid} for j in (st.jobs[i] for i in ids)]
@@ -487,7 +495,8 @@ class Market:
             return {"digest": _hex(self.digest(cached=True)),
                     "inbox_bytes": self.inbox.held_bytes(), "jobs": len(st.jobs),
                     "tokens": len(st.ledger.deposited)}
-        raise InputRefused(f"unknown query {quote(path)}: try jobs, jobs/page/<k>, job/<id>, "
+        raise InputRefused(f"unknown query {quote(path)}: try jobs, jobs/page/<k>, jobs/open, "
+                           f"jobs/open/page/<k>, job/<id>, "
                            f"job/<id>/round/<r>, balance/<address>, token/<address>, tokens, "
                            f"tokens/page/<k>, content/<cid>, state")
 
