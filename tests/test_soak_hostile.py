@@ -105,14 +105,14 @@ def _inspect(url: str, body: bytes) -> int:
 
 
 def _state(node: Node) -> dict:
-    return _inspect(node, "state")
+    return _ask(node, "state")
 
 
 def _token(node: Node) -> dict:
-    return _inspect(node, f"token/{p.ETH}")
+    return _ask(node, f"token/{p.ETH}")
 
 
-def _inspect(node: Node, path: str):
+def _ask(node: Node, path: str):
     res = node.inspect(path.encode())
     return json.loads(bytes.fromhex(res.to_json()["reports"][0]["payload"][2:]))
 
@@ -190,7 +190,7 @@ def test_thousands_of_hostile_inputs_and_queries_never_restart_the_backend(chain
               f"0 restarts")
 
         # Every deposit is recoverable.
-        bal = _inspect(node, f"balance/{DEPOSITOR.address.lower()}")
+        bal = _ask(node, f"balance/{DEPOSITOR.address.lower()}")
         assert bal["balances"] == {p.ETH: str(deposited)}
         chain.add_input(dep, p.Withdraw(p.ETH, deposited).encode(), key=DEPOSITOR.private_key)
         node.wait_processed(total + 1, 60)
