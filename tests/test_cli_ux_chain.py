@@ -273,11 +273,14 @@ def test_a_trainer_killed_after_committing_resumes_with_its_salt(net: Net, tmp_p
     assert "total reward" in human.output and " ETH" in human.output
 
     # full identifiers: --wide keeps CIDs and addresses on one line; wrapping never cuts them
-    wide = CliRunner().invoke(main, [*net.args(), "trainer", "jobs", "--wide"])
+    # (the job has finished: `trainer jobs` lists open jobs, `--all` every job)
+    wide = CliRunner().invoke(main, [*net.args(), "--wide", "trainer", "jobs", "--all"])
     spec_cid = ctx.node.inspect(f"job/{job}")["spec_cid"]
     assert spec_cid in wide.output and OWNER.address.lower() in wide.output
-    narrow = CliRunner().invoke(main, [*net.args(), "trainer", "jobs"])
+    narrow = CliRunner().invoke(main, [*net.args(), "trainer", "jobs", "--all"])
     assert "…" not in narrow.output
+    assert spec_cid not in CliRunner().invoke(main, [*net.args(), "--wide", "trainer",
+                                                     "jobs"]).output
 
 
 def test_a_commit_sent_twice_is_recognised_and_a_lost_salt_is_reported(net: Net, tmp_path: Path) -> None:
