@@ -148,6 +148,7 @@ def test_the_state_answer_stays_small_however_many_tokens_anyone_deposits():
     assert [t["token"] for t in json.loads(out.reports[0])] == [
         f"0x{t + 1:040x}" for t in range(11_997, 12_000)]
     assert sim.inspect("tokens/page/121") == []
+    assert sim.inspect("tokens/page/" + "9" * 20) == [] == sim.inspect("jobs/open/page/" + "9" * 20)
     assert sim.inspect(f"token/{real[2]}")["deposited"] == "3"
     assert sim.inspect("token/0x" + "d" * 40)["deposited"] == "0"   # never deposited
 

@@ -486,6 +486,8 @@ class Market:
             page = _int(parts[2]) if len(parts) == 3 else 0
             # In first-deposit order: a page costs O(page index), no sort of every token.
             tokens = st.ledger.deposited
+            if page * TOKENS_PAGE >= len(tokens):   # also keeps islice's bounds (sys.maxsize)
+                return []
             return [self._token(st, t) for t in
                     itertools.islice(tokens, page * TOKENS_PAGE, (page + 1) * TOKENS_PAGE)]
         if parts == ["state"]:
