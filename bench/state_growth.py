@@ -38,7 +38,8 @@ size against the output limit), and the old digest's dump of those totals.
 And against N small jobs (opened by a deposit and cancelled: the cheapest history anyone can
 add). Escrow totals and the open jobs are kept as commits write jobs (`JobIndex`), and the
 `state` query reads a multiset hash of the jobs kept the same way. Baselines: the scans every
-input ran over every job, and every job's hash (already known) assembled per query.
+input ran over every job, and every job's hash (already known) assembled per query. With them,
+the last page of the free `jobs` listing (the ids sorted, then sliced).
 
 Run: `.venv/bin/python -m bench.state_growth`; writes bench/results/state_growth.json.
 """
@@ -57,7 +58,6 @@ from dapp import canonical
 from dapp.hashing import keccak
 from dapp.market import payout
 from dapp.market import protocol as p
-from dapp.market.app import TOKENS_PAGE
 from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, MarketState, Round, Submission,
                                job_digest)
 from dapp.outputs import MAX_OUTPUT_BYTES
@@ -203,7 +203,7 @@ def main() -> dict[str, Any]:
                if n <= SUMMED_UP_TO else None)
         query = state_query_after_a_deposit(sim, dep)
         answer = len(json.dumps(sim.inspect("state")).encode())
-        last = f"tokens/page/{(n - 1) // TOKENS_PAGE}"
+        last = f"tokens/page/{(n - 1) // p.PAGE}"
         page = timed(lambda: sim.inspect(last))
         old_answer = len(json.dumps(     # the state answer listed every token's totals
             {k: {t: str(v) for t, v in sorted(getattr(led, k).items())}
@@ -242,12 +242,16 @@ def main() -> dict[str, Any]:
         old_in = timed(old_input)
         old_query = timed(lambda: keccak(canonical.dumps(
             {str(k): "0x" + d.hex() for k, d in digests.items()})))
+        start = (n - 1) // p.PAGE * p.PAGE
+        page = timed(lambda: sim.inspect(f"jobs/page/{start // p.PAGE}"))
         small_rows.append({"small_jobs": n, "deposit_s": dep, "state_query_s": query,
+                           "last_jobs_page_s": page,
                            "baseline_per_input_scans_s": old_in,
                            "baseline_job_hashes_assembled_per_query_s": old_query})
         print(f"{n:>7} small jobs: deposit {dep * 1e3:8.2f} ms, state query {query * 1e3:8.2f} "
-              f"ms | baselines: every job scanned per input {old_in * 1e3:9.2f} ms, every "
-              f"job's (cached) hash assembled per state query {old_query * 1e3:9.2f} ms")
+              f"ms, last jobs page {page * 1e3:6.2f} ms | baselines: every job scanned per "
+              f"input {old_in * 1e3:9.2f} ms, every job's (cached) hash assembled per state "
+              f"query {old_query * 1e3:9.2f} ms")
     result = {"what": "one input's cost against the market's history (finished 6-round "
                       "50-trainer jobs, or small cancelled ones), the accounts holding a "
                       "balance and the tokens deposited", "rows": rows,

@@ -27,7 +27,6 @@ import numpy as np
 
 from dapp.hashing import keccak
 from dapp.market import protocol as p
-from dapp.market.app import JOBS_PAGE
 from dapp.ml.arch import ArchSpec
 from dapp.ml.model_format import Model, decode_model, encode_model
 
@@ -88,13 +87,13 @@ MAX_LISTED_PAGES = 100
 
 def list_jobs(ctx: Context, everything: bool = False) -> list[dict[str, Any]]:
     """The open jobs (every job with `everything`), by id. The node answers a page at a time
-    (JOBS_PAGE a page); one page alone hid every job after the first 100 ever opened."""
+    (p.PAGE a page); one page alone hid every job after the first 100 ever opened."""
     base = "jobs/page" if everything else "jobs/open/page"
     out: list[dict[str, Any]] = []
     for k in range(MAX_LISTED_PAGES):
         page = list(ctx.node.inspect(f"{base}/{k}"))
         out.extend(page)
-        if len(page) < JOBS_PAGE:
+        if len(page) < p.PAGE:
             break
     return out
 

@@ -141,13 +141,12 @@ def test_a_trainer_lists_every_open_job_however_many_jobs_came_before():
     from types import SimpleNamespace
 
     from client.trainer import list_jobs
-    from dapp.market.app import JOBS_PAGE
     sim = MarketSim()
     job = digits_job(sim, rounds=1)
-    for _ in range(JOBS_PAGE + 20):
+    for _ in range(p.PAGE + 20):
         assert sim.deposit_eth(ATTACKER, 1, p.CreateJob(job.spec_cid).encode()).notices
     assert sim.deposit_eth(OWNER, 10**6, p.CreateJob(job.spec_cid).encode()).notices
-    newest = JOBS_PAGE + 22
+    newest = p.PAGE + 22
     ctx = SimpleNamespace(node=SimpleNamespace(inspect=sim.inspect))
     assert newest not in [j["job"] for j in sim.inspect("jobs")]   # one page: not there
     assert [j["job"] for j in list_jobs(ctx)] == list(range(1, newest + 1))
