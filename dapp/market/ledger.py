@@ -67,19 +67,16 @@ class Ledger:
         self._totals[token] -= amount
 
     def record_deposit(self, token: str, amount: int) -> None:
-        self._set_flows(token, self.deposited.get(token, 0) + amount, None)
+        self._add_flow(self.deposited, token, amount)
 
     def record_withdrawal(self, token: str, amount: int) -> None:
-        self._set_flows(token, None, self.withdrawn.get(token, 0) + amount)
+        self._add_flow(self.withdrawn, token, amount)
 
-    def _set_flows(self, token: str, deposited: int | None, withdrawn: int | None) -> None:
-        old = self.flows(token)
+    def _add_flow(self, totals: dict[str, int], token: str, amount: int) -> None:
+        """`totals[token] += amount`, moving the token's entry in the multiset hash with it."""
         if token in self.deposited or token in self.withdrawn:
-            self._set_hash.remove(_flow_entry(token, *old))
-        if deposited is not None:
-            self.deposited[token] = deposited
-        if withdrawn is not None:
-            self.withdrawn[token] = withdrawn
+            self._set_hash.remove(_flow_entry(token, *self.flows(token)))
+        totals[token] = totals.get(token, 0) + amount
         self._set_hash.add(_flow_entry(token, *self.flows(token)))
 
     def flows(self, token: str) -> tuple[int, int]:
@@ -105,8 +102,8 @@ class Ledger:
         """keccak over a multiset hash of the balances and of each token's deposited and
         withdrawn totals. `cached` takes the multiset hash kept up to date as balances and
         totals move (O(1) per move: the free `state` query re-hashed every balance, 264 ms at
-        100,000 accounts, and dumped every token's totals, 176 ms at 100,000 tokens); the default rebuilds it from the
-        ledger's own maps, trusting nothing kept aside."""
+        100,000 accounts, and dumped every token's totals, 176 ms at 100,000 tokens); the
+        default rebuilds it from the ledger's own maps, trusting nothing kept aside."""
         kept = self._set_hash if cached else _ledger_hash(self)
         return keccak(canonical.dumps({"balances_and_flows": "0x" + kept.digest().hex()}))
 
