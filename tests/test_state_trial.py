@@ -78,7 +78,7 @@ def test_the_market_leaves_unread_jobs_alone_and_refusals_change_nothing():
 
 
 def test_the_free_state_query_rehashes_only_the_jobs_inputs_changed(monkeypatch):
-    """`state` is free to ask; hashing every job that ever ran on each ask was 13 s at 1,000
+    """`state` is free to ask; hashing every job that ever ran on each ask was 14 s at 1,000
     finished jobs (bench/state_growth.py). Its digest must still be the full digest's bytes."""
     import dapp.market.state as state_mod
 

@@ -6,7 +6,7 @@ Every movement is a transfer between two of these places, never a creation or a 
 
 An input works on a `TrialLedger`: the balances it changes are kept aside and written back only
 when the input succeeds. A deep copy of every balance per input (and a sum over all of them for
-the invariant) made every input cost O(accounts): 45 ms at 100,000 accounts on x86-64, more
+the invariant) made every input cost O(accounts): 50 ms at 100,000 accounts on x86-64, more
 in the RISC-V machine, and every account is one deposit away (bench/state_growth.py).
 """
 
@@ -101,8 +101,8 @@ class Ledger:
     def digest(self, cached: bool = False) -> bytes:
         """keccak over a multiset hash of the balances and of each token's deposited and
         withdrawn totals. `cached` takes the multiset hash kept up to date as balances and
-        totals move (O(1) per move: the free `state` query re-hashed every balance, 264 ms at
-        100,000 accounts, and dumped every token's totals, 176 ms at 100,000 tokens); the
+        totals move (O(1) per move: the free `state` query re-hashed every balance, 443 ms at
+        100,000 accounts, and dumped every token's totals, 197 ms at 100,000 tokens); the
         default rebuilds it from the ledger's own maps, trusting nothing kept aside."""
         kept = self._set_hash if cached else _ledger_hash(self)
         return keccak(canonical.dumps({"balances_and_flows": "0x" + kept.digest().hex()}))

@@ -5,13 +5,13 @@ content cache outside the state, keyed by their hashes. An input works on a `tri
 state, committed only when it succeeds, so a refused input changes nothing; the trial copies a
 job only when the input reads it (`TrialJobs`), because the jobs grow with the market's history
 and copying all of them for every input made every input slower than the last (1,000 finished
-50-trainer jobs: 5.4 s per input on x86-64, bench/state_growth.py, before the RISC-V
+50-trainer jobs: 5.7 s per input on x86-64, bench/state_growth.py, before the RISC-V
 emulator's slowdown).
 `digest()` is the canonical hash that tests use to prove that a refused input changed nothing.
 It hashes each job on its own and keeps a multiset hash of (id, job hash) pairs, so that the
 market can re-hash only the jobs inputs wrote (`JobDigests`) and answer the free `state` query
-in time that does not grow with history (every job re-hashed: 13 s at 1,000 finished
-50-trainer jobs; 0.6 ms now, bench/state_growth.py).
+in time that does not grow with history (every job re-hashed: 14 s at 1,000 finished
+50-trainer jobs; 0.9 ms now, bench/state_growth.py).
 """
 
 from __future__ import annotations
@@ -163,7 +163,7 @@ def peek_job(jobs: MutableMapping[int, Job], job_id: int) -> Job:
 class JobIndex:
     """What every input would otherwise scan every job for: each token's escrow total (money
     conservation) and the open jobs (what the backend keeps models for). Kept as commits write
-    jobs; at 100,000 small jobs the scans cost 72 ms per input (bench/state_growth.py)."""
+    jobs; at 100,000 small jobs the scans cost 60 ms per input (bench/state_growth.py)."""
 
     escrow: dict[str, int] = field(default_factory=dict)
     open: set[int] = field(default_factory=set)
@@ -268,9 +268,9 @@ class MarketState:
         trial checks only the tokens it moved (a job's escrow, a balance, a deposit or a
         withdrawal): the others are as the last commit left them, and every commit was checked.
         So no input scans every job or every token, and anyone adds a job with a deposit and a
-        token with an ERC-20 deposit (escrows summed per token over every job: 389 ms per input
-        at 1,000 tokens and 1,000 jobs; every token checked: 97 ms at 100,000 tokens, against
-        0.11 ms now; bench/state_growth.py). Any other
+        token with an ERC-20 deposit (escrows summed per token over every job: 358 ms per input
+        at 1,000 tokens and 1,000 jobs; every token checked: 93 ms at 100,000 tokens, against
+        0.12 ms now; bench/state_growth.py). Any other
         state checks every token."""
         escrow = self._index().escrow
         moved: dict[str, int] = {}
@@ -299,8 +299,8 @@ def _hex(b: bytes) -> str:
 class JobDigests:
     """A multiset hash of (id, hash) of every committed job, kept as commits write jobs: the
     free `state` query hashes only the jobs written since it was last asked (once every job,
-    on the first ask after a start), not every job (13 s at 1,000 finished 50-trainer jobs;
-    assembling every job's known hash was still 365 ms at 100,000 small ones).
+    on the first ask after a start), not every job (14 s at 1,000 finished 50-trainer jobs;
+    assembling every job's known hash was still 343 ms at 100,000 small ones).
 
     Sound only because a committed job changes solely by being replaced at commit (an input
     changes its own copy, `TrialJobs`); `forget` is called with every job a commit writes. The
