@@ -67,6 +67,10 @@ def main() -> dict[str, Any]:
             # template does not do: what it would cost against identities that train a little
             ("validated, valued in correct predictions", dict(VALIDATED, score_utility="correct"),
              ["honest", "train_little"], 3, True),
+            # the same rule paying each round's budget by that round's shares (``pay: "round"``,
+            # the template before): the in-run baseline of the price the template now pays at
+            ("validated, paid per round", dict(VALIDATED, pay="round"),
+             ["honest", "train_little", "train_little_one"], 3, True),
             ("old template, no public shard", LEGACY, LEGACY_ROWS, 1, False),
             ("fedavg, no public shard", {"rule": "fedavg"}, LEGACY_ROWS, 1, False)):
         for name in names:

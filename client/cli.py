@@ -410,13 +410,23 @@ def _rounds_table(status: dict[str, Any]) -> None:
         acc = r["accuracy"]
         acc_s = f"{acc['correct']}/{acc['total']} = {acc['correct'] / acc['total']:.1%}" if acc else "n/a (no shard)"
         tok = status.get("token")
+        price = ""
+        if r.get("price"):
+            n, _, d = r["price"].partition("/")
+            price = f", price {int(n) / int(d or 1):.4g} wei per unit of value"
         t = _table(f"job {status['job']} round {r['round']}: accuracy {acc_s}, paid "
-                   f"{fmt_wei(r['paid'], tok)}, carried {fmt_wei(r['carried'], tok)}",
+                   f"{fmt_wei(r['paid'], tok)}, carried {fmt_wei(r['carried'], tok)}{price}",
                    ("trainer", "verdict", "contribution", "reward", "reason"))
         for tr in r["trainers"]:
             t.add_row(tr["address"], tr["verdict"], fmt_frac(tr.get("contribution")),
                       fmt_wei(tr.get("reward", 0), tok), tr.get("reason") or "")
         console.print(t)
+        fin = r.get("job_finished")
+        if fin:
+            left = sum(int(v) for v in fin.get("leftover", {}).values())
+            console.print(f"job finished: {fmt_wei(left, tok)} the rounds did not spend went to "
+                          f"the earners pro rata to what they earned; "
+                          f"{fmt_wei(fin['refund'], tok)} back to the owner")
 
 
 @owner.command("status")

@@ -40,6 +40,7 @@ from client.config import Context, resolve, write_node_file
 from client.data import DEMO_PROFILES, Profile, demo_split
 from client.keys import Signer, from_private_key
 from dapp.hashing import keccak
+from dapp.ml.aggregation import BALANCED_UNIT
 
 console = Console(highlight=False, width=max(shutil.get_terminal_size((150, 40)).columns, 150))
 ETHER = 10**18
@@ -171,6 +172,12 @@ def start_network(state: Path, procs: Processes, store_arg: list[str]) -> tuple[
     return dep_path, node_url
 
 
+def _price(price: str, per_unit: int) -> str:
+    """The job's price ("p/q" wei per unit of the raw utility) in ETH per displayed unit."""
+    n, _, d = price.partition("/")
+    return f"{int(n) * per_unit / int(d or 1) / ETHER:.6g}"
+
+
 def _table(notice: dict[str, Any], names: dict[str, Actor], refusals: dict[str, str],
            unit: tuple[str, int] = ("correct predictions", 1)) -> Table:
     """One round's table; `unit`: what a contribution counts, and the divisor that shows it in
@@ -181,8 +188,13 @@ def _table(notice: dict[str, Any], names: dict[str, Actor], refusals: dict[str, 
     t = Table(title=f"round {notice['round']}: accuracy on the validation shard {acc_s}; paid "
                     f"{int(notice['paid']) / ETHER:.6f} ETH, carried {int(notice['carried']) / ETHER:.6f} ETH",
               caption=f"contribution: each trainer's Shapley value for the job's utility on the "
-                      f"{notice.get('scoring', 'validation')} shards, in {unit_text}; the round's budget "
-                      f"is split pro rata over the positive ones")
+                      f"{notice.get('scoring', 'validation')} shards, in {unit_text}; "
+                      + (f"each positive one is paid at the job's price, {_price(notice['price'], per_unit)} "
+                         f"ETH per unit, set by the first round (its budget over its total value), "
+                         f"so pay follows value over the whole job; what a round does not spend "
+                         f"carries, and after the last round goes to the earners pro rata"
+                         if notice.get("price") else
+                         "the round's budget is split pro rata over the positive ones"))
     for col, just in (("trainer", "left"), ("role", "left"), ("verdict", "left"),
                       ("contribution", "right"), ("reward (ETH)", "right")):
         t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
@@ -207,8 +219,12 @@ def _utility_unit(spec: dict[str, Any]) -> tuple[str, int]:
     """What a contribution counts, in words, and the divisor that shows it in that unit."""
     agg, con = spec.get("aggregation", {}), spec.get("contribution", {})
     utility = agg.get("utility") if agg.get("rule") == "validated" else con.get("utility")
+    bits = int(spec.get("arch", {}).get("scale_bits", 16))
+    if agg.get("rule") == "validated" and agg.get("score_utility") == "balanced":
+        return ("class-weighted logits (per class, the mean over its samples of the margin plus "
+                "twice the margin clipped to one logit; summed over the classes)",
+                1 << (bits + BALANCED_UNIT.bit_length() - 1))
     if (utility or "correct") == "margin":
-        bits = int(spec.get("arch", {}).get("scale_bits", 16))
         return ("logits of margin (the true class's logit minus the best other, clipped, summed "
                 "over the samples)", 1 << bits)
     return "correct predictions", 1
@@ -304,6 +320,16 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
             if "job_finished" in notice:
                 fin = notice["job_finished"]
                 promised[fin["owner"]] = promised.get(fin["owner"], 0) + int(fin["refund"])
+                leftover = {a: int(v) for a, v in fin.get("leftover", {}).items()}
+                for a, v in leftover.items():
+                    promised[a] = promised.get(a, 0) + v
+                if leftover:
+                    console.print(
+                        f"job finished: the {sum(leftover.values()) / ETHER:.6f} ETH the rounds "
+                        f"did not spend goes to the earners pro rata to what they earned: "
+                        + ", ".join(f"{names[a].name if a in names else a} "
+                                    f"{v / ETHER:.6f}" for a, v in sorted(
+                                        leftover.items(), key=lambda kv: -kv[1])))
 
         # ---- withdrawals, claim, vouchers, balances -------------------------------------------
         promised = {k: v for k, v in promised.items() if v}

@@ -295,7 +295,8 @@ def status(ctx: Context, job: int) -> dict[str, Any]:
         d = n.data
         acc = d.get("accuracy")
         rounds.append({"round": d["round"], "accuracy": acc, "paid": d["paid"],
-                       "carried": d["carried"], "model_hash": d["model_hash"],
+                       "carried": d["carried"], "price": d.get("price"),
+                       "model_hash": d["model_hash"],
                        "fallback": d.get("fallback"), "trainers": d["trainers"],
                        "validation_cid": d.get("validation_cid"),
                        "job_finished": d.get("job_finished"), "notice_index": n.index})

@@ -200,6 +200,8 @@ def test_whole_job_through_the_cli(net: Net, tmp_path: Path) -> None:
     net.run("dev", "advance-time", "3600")
     last = net.run("close-round", "--job", str(job), key=T2.private_key)
     assert last["notice"]["job_finished"]
+    human = net.run("owner", "status", "--job", str(job), json_out=False)
+    assert "job finished:" in human.stdout and "went to the earners" in human.stdout
 
     # money: balances, withdrawals, refund, vouchers with proofs
     # the market's declared rule: the last round paid nobody, so what is left of the escrow

@@ -40,6 +40,37 @@ def test_an_honest_owner_pays_the_whole_budget_to_the_trainers(baseline, trainer
     assert baseline.accuracy[-1] > 0.85
 
 
+def test_a_job_pays_every_round_at_one_price_so_pay_follows_value_over_the_whole_job(baseline,
+                                                                                   trainers):
+    """``pay: "value"`` (the template's): round 0 sets the price, later rounds pay each
+    contribution at it (anyone can check a reward from the notice: floor(price x contribution)),
+    and the rest of the escrow goes to the earners at the end, so each trainer's total is its
+    share of the value it created over all rounds, and every wei is paid out."""
+    from fractions import Fraction
+
+    prices = {n["price"] for n in baseline.notices}
+    assert len(prices) == 1 and None not in prices
+    price = Fraction(prices.pop())
+    value: dict[str, Fraction] = {}
+    for n in baseline.notices:
+        accepted = [e for e in n["trainers"] if e["verdict"] == "accepted"]
+        for e in accepted:
+            value[e["address"]] = value.get(e["address"], Fraction(0)) + max(
+                Fraction(e["contribution"]), Fraction(0))
+        if n["round"] > 0:
+            at_price = {e["address"]: (price * max(Fraction(e["contribution"]), 0)).__floor__()
+                        for e in accepted}
+            assert sum(at_price.values()) <= int(n["budget"]), "round 1+ could not afford it"
+            assert {e["address"]: int(e["reward"]) for e in accepted} == at_price
+            assert int(n["paid"]) + int(n["carried"]) == int(n["budget"])
+    leftover = baseline.notices[-1]["job_finished"]["leftover"]
+    assert sum(int(v) for v in leftover.values()) > 0        # later rounds left value unpaid
+    total = sum(value.values())
+    for addr, v in value.items():
+        assert abs(baseline.balances.get(addr, 0) - BUDGET * v / total) <= len(baseline.notices) + 1
+    assert honest_total(baseline, trainers) + baseline.balances.get(OWNER, 0) == BUDGET
+
+
 @pytest.mark.parametrize("owner", ["near_copies", "near_copies_withheld", "withhold",
                                    "withhold_some", "useless_shard", "mislabeled_shard",
                                    "stale_global", "cancel_late"])

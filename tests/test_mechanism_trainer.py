@@ -110,9 +110,12 @@ def test_validated_config_is_checked_and_round_trips():
     s = build_strategy(VALIDATED)
     assert build_strategy(s.to_dict()).to_dict() == s.to_dict() == VALIDATED
     for bad in ({"utility": "loss"}, {"min_gain": [0, 1]}, {"cluster_cos": [3, 2]},
-                {"clip": "max"}, {"extra": 1}):
+                {"clip": "max"}, {"extra": 1}, {"pay": "later"}):
         with pytest.raises(StrategyConfigError):
             build_strategy(dict(VALIDATED, **bad))
+    # a spec written before `pay` existed keeps its canonical form and pays per round
+    old = {k: v for k, v in VALIDATED.items() if k != "pay"}
+    assert build_strategy(old).to_dict() == old and build_strategy(old).pay == "round"
 
 
 def test_validated_needs_validation_data_and_ignores_input_order(parts):

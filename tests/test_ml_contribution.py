@@ -12,7 +12,7 @@ from dapp.ml.errors import ContributionError, HParamsError, RewardError
 from dapp.ml.hparams import initial_hparams, next_hparams
 from dapp.hashing import keccak
 from dapp.ml.randomness import KeccakStream, seed_from
-from dapp.ml.rewards import split_reward
+from dapp.ml.rewards import pay_at_price, split_reward
 
 
 def table_utility(keys: list[str], table: list[int]):
@@ -169,6 +169,38 @@ def test_reward_pro_rata_and_errors() -> None:
             split_reward(bad, {})  # type: ignore[arg-type]
     with pytest.raises(RewardError):
         split_reward(1, {"a": 0.5})  # type: ignore[dict-item]
+
+
+prices = st.fractions(min_value=Fraction(1, 10**6), max_value=Fraction(10**20))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**24), scores, prices)
+def test_paying_at_a_price_conserves_the_budget_and_never_pays_more(
+        budget: int, sc: dict[str, Fraction], price: Fraction) -> None:
+    r = pay_at_price(budget, sc, price)
+    assert sum(r.payouts.values()) + r.remainder == budget and r.remainder >= 0
+    assert sorted(r.payouts) == sorted(sc)
+    assert all(r.payouts[k] == 0 for k, v in sc.items() if v <= 0)
+    wanted = {k: (price * v).__floor__() if v > 0 else 0 for k, v in sc.items()}
+    # what the value is worth at the price, or, when the round cannot afford it, its budget by
+    # shares (never more than the price)
+    assert r.payouts == wanted if sum(wanted.values()) <= budget else \
+        r.payouts == split_reward(budget, sc).payouts
+    assert all(r.payouts[k] <= wanted[k] for k in sc)
+
+
+def test_a_round_at_the_price_pays_what_its_value_is_worth_and_carries_the_rest() -> None:
+    # round 0 paid 600 wei for 6 units of value: price 100 wei per unit
+    later = pay_at_price(600, {"a": Fraction(2), "b": Fraction(1, 2), "c": Fraction(-1)},
+                         Fraction(100))
+    assert later.payouts == {"a": 200, "b": 50, "c": 0} and later.remainder == 350
+    # a round worth more than it has pays its budget by shares
+    rich = pay_at_price(600, {"a": Fraction(8), "b": Fraction(4)}, Fraction(100))
+    assert rich.payouts == {"a": 400, "b": 200} and rich.remainder == 0
+    for bad in (Fraction(0), Fraction(-1), 3):
+        with pytest.raises(RewardError):
+            pay_at_price(1, {"a": Fraction(1)}, bad)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ hparams

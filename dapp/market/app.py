@@ -278,6 +278,8 @@ class Market:
         model_bytes, job.global_model_cid, job.global_model_hash = _publish(result.model, spec)
         self._models[job.global_model_hash] = result.model
         job.hparams = result.hparams
+        if result.price is not None:
+            job.price = canonical.fraction_str(result.price)
         if result.accuracy:
             job.accuracy_history.append(result.accuracy[0])
         job.revealed_model_hashes = sorted(
@@ -292,15 +294,18 @@ class Market:
             "validation_cid": rnd.validation_cid, "fallback": result.fallback,
             "scoring": result.scoring,
             "hparams": result.hparams, "trainers": result.trainers}
+        if job.price:
+            summary["price"] = job.price
         last = rnd.index + 1 >= spec.rounds
         if last:
             # Declared: the last round's budget holds everything earlier rounds carried. When
-            # it paid someone, what is left is its floor dust (less than one wei per payee),
-            # which returns to the owner. When it paid nobody, the escrow goes to the job's
-            # earners pro rata to what they earned (floor; the dust to the top earner, ties to
-            # the smallest address); the owner is refunded only when nobody earned anything in
-            # the whole job.
-            leftover = _split_leftover(job.escrow, job.paid) if paid == 0 else {}
+            # it paid nobody, or the job pays at a price (``pay: "value"``: rounds spent what
+            # their value was worth), what is left goes to the job's earners pro rata to what
+            # they earned (floor; the dust to the top earner, ties to the smallest address), so
+            # the owner is refunded only when nobody earned anything in the whole job. Otherwise
+            # what is left is the last round's floor dust (under one wei per payee), refunded.
+            leftover = (_split_leftover(job.escrow, job.paid) if paid == 0 or job.price
+                        else {})
             for addr, amount in leftover.items():
                 st.ledger.credit(job.token, addr, amount)
                 job.paid[addr] = job.paid.get(addr, 0) + amount

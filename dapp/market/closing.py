@@ -20,8 +20,12 @@ one, which the owner can no longer change.
    ``validated`` declares more steps so that accepted work is always paid: when no player
    scores positive on the scoring set, the public shard alone decides, then correct
    predictions on each; when none scores positive anywhere, each cluster counts its
-   validation gain. The budget carries
-   to the next round only when no update was accepted (plus the floor remainder).
+   validation gain. The budget carries to the next round only when no update was accepted
+   (plus the floor remainder). Under ``validated``'s ``pay: "value"`` (the template's) the
+   first round valued in the rule's score utility sets the job's price (its budget over its
+   total positive value) and every later such round pays each contribution at that price, at
+   most its budget (``pay_at_price``), carrying the rest: later rounds create less value, and
+   split per round their noisy shares weighed as much as the first rounds' signal.
 4. Without any shard (legacy spec without a public shard, secret withheld) the spec's fallback
    pays the budget equally over the accepted distinct updates.
 5. Hyper-parameters for the next round follow the spec's schedule.
@@ -35,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from dapp.canonical import fraction_str
+from dapp.canonical import fraction_str, parse_fraction
 from dapp.market.spec import JobSpec
 from dapp.market.state import Job, Round
 from dapp.ml.aggregation import (ClientUpdate, Validated, ValidatedResult, ValidationContext,
@@ -46,7 +50,13 @@ from dapp.ml.hparams import next_hparams
 from dapp.ml.inference import count_correct
 from dapp.ml.model_format import Model
 from dapp.ml.randomness import KeccakStream, seed_from
-from dapp.ml.rewards import split_reward
+from dapp.ml.rewards import pay_at_price, split_reward
+
+PRICE_UNIT = 1 << 128
+PRICED_SCORING = ("secret+public", "public")
+"""How a round must have been valued for ``pay: "value"`` to price it: in the rule's score
+utility (on the scoring set, or the public shard alone). The declared fallbacks ("(correct)",
+"gain", "equal") are other units, so such a round splits its budget as ``pay: "round"`` does."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class RoundResult:
     """How contributions were measured: "secret+public", "public" (the secret shard was withheld
     or nobody scored positive on the union), "gain" or "equal" (declared fallbacks), or
     "secret" (legacy spec without a public shard)."""
+    price: Fraction | None = None
+    """The job's price per unit of value after this round (``pay: "value"``), else None."""
 
 
 def _equal_shares_by_update(accepted: list[str], hashes: dict[str, str]) -> dict[str, Fraction]:
@@ -220,7 +232,19 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
     if accepted and not scores:
         scores, scoring = _equal_shares_by_update(accepted, hashes), "equal"
 
-    split = split_reward(rnd.budget, scores)
+    price = parse_fraction(job.price) if job.price else None
+    priced = (validated and isinstance(strategy, Validated) and strategy.pay == "value"
+              and scoring in PRICED_SCORING)
+    if priced and price is not None:
+        split = pay_at_price(rnd.budget, scores, price)
+    else:
+        split = split_reward(rnd.budget, scores)
+        value = sum((v for v in scores.values() if v > 0), Fraction(0))
+        if priced and value > 0:
+            # Declared rounding: down to a multiple of 2**-128 wei, so the stored price stays a
+            # short "p/q" whatever the shares' denominators.
+            price = Fraction((Fraction(rnd.budget) / value * PRICE_UNIT).__floor__(), PRICE_UNIT)
+            price = price if price > 0 else None
     history = job.accuracy_history + ([accuracy[0]] if accuracy else [])
     hparams = next_hparams(spec.hparams, job.hparams, history)
 
@@ -248,4 +272,4 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
         trainers.append(entry)
     return RoundResult(model=new_model, payouts=dict(split.payouts), carried=split.remainder,
                        accuracy=accuracy, hparams=hparams, trainers=trainers, fallback=fallback,
-                       scoring=scoring)
+                       scoring=scoring, price=price)

@@ -87,6 +87,9 @@ class Job:
     """What each address earned in this job's closed rounds: after the last round, what is left
     of the escrow is paid pro rata to these totals (the owner is refunded only when nobody
     earned anything in the whole job)."""
+    price: str = ""
+    """``pay: "value"`` jobs: wei per unit of value ("p/q"), set by the first round valued in the
+    rule's score utility; "" until then (and for every other job)."""
 
     @property
     def current(self) -> Round:

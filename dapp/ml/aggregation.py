@@ -136,6 +136,14 @@ bench/results/robustness_score.json) but on a 100-sample secret shard let an own
 identities that train a little take 19 % of a job (1.4 % with ``balanced``, 1.3 % with the
 margin), which breaks issue 10's guarantee.
 
+Paying (``pay``): ``"round"`` (the default) splits each round's budget by that round's
+contributions; ``"value"`` (the template's) pays every round at one price per unit of value, set
+by the first round valued in ``score_utility`` (its budget over its total positive value), so a
+job pays in proportion to the value each trainer created over all rounds; what a round does not
+spend carries, and after the last round the rest goes to the job's earners pro rata to what they
+earned (``dapp.market.closing``). Why: later rounds create little value and their shares are
+mostly noise; split per round, that noise weighs as much as the first rounds' signal.
+
 Duplicates and sybils: updates with the same model hash are merged into one player before
 anything else. The player's key is the smallest key of the copies, its weight the *largest* of
 their weights (never the sum: splitting one update over many addresses adds no data weight).
@@ -168,6 +176,8 @@ EVIDENCE = ("all", "card_classes")
 DEFAULT_EVIDENCE = "all"
 SCORE_UTILITIES = ("rule", "soft", "margin", "correct", "balanced")
 DEFAULT_SCORE_UTILITY = "rule"
+PAYS = ("round", "value")
+DEFAULT_PAY = "round"
 
 
 @dataclass(frozen=True)
@@ -754,7 +764,7 @@ class Validated(Strategy):
                  weighting: str = DEFAULT_WEIGHTING, evidence: str = DEFAULT_EVIDENCE,
                  score_utility: str = DEFAULT_SCORE_UTILITY,
                  reject_norm_ratio: Fraction | None = None,
-                 collateral: Fraction | None = None) -> None:
+                 collateral: Fraction | None = None, pay: str = DEFAULT_PAY) -> None:
         if utility not in UTILITIES:
             raise StrategyConfigError(f"validated: utility must be one of {UTILITIES}, "
                                       f"got {utility!r}")
@@ -795,6 +805,7 @@ class Validated(Strategy):
         self.weighting = _one_of("weighting", weighting, WEIGHTINGS)
         self.evidence_on = _one_of("evidence", evidence, EVIDENCE)
         self.score_utility_name = _one_of("score_utility", score_utility, SCORE_UTILITIES)
+        self.pay = _one_of("pay", pay, PAYS)
 
     @property
     def score_utility(self) -> str:
@@ -828,6 +839,8 @@ class Validated(Strategy):
                                       self.reject_norm_ratio.denominator]
         if self.collateral is not None:
             d["collateral"] = [self.collateral.numerator, self.collateral.denominator]
+        if self.pay != DEFAULT_PAY:
+            d["pay"] = self.pay
         return d
 
     def passes(self, gain: int, validation: ValidationContext, utility: str) -> bool:
@@ -1189,7 +1202,7 @@ _KEYS = {
     "distance_filter": {"rule", "max_ratio", "then"},
     "validated": {"rule", "utility", "min_gain", "cluster_cos", "clip", "or_correct",
                   "second_chance", "step", "max_norm_ratio", "collusion_cos", "weighting",
-                  "evidence", "score_utility", "reject_norm_ratio", "collateral"},
+                  "evidence", "score_utility", "reject_norm_ratio", "collateral", "pay"},
 }
 
 
@@ -1208,7 +1221,8 @@ def build_strategy(config: Any, _depth: int = 0) -> Strategy:
         {"rule": "validated", "utility": "margin", "min_gain": [1, 1000], "step": [1, 4],
          "max_norm_ratio": [3, 1], "cluster_cos": [23, 25], "clip": "median",
          "or_correct": true, "second_chance": true,
-         "evidence": "all" | "card_classes", "score_utility": "rule"}  # defaults; see Validated
+         "evidence": "all" | "card_classes", "score_utility": "rule",
+         "pay": "round" | "value"}  # defaults; see Validated
     """
     if _depth > 4:
         raise StrategyConfigError("aggregation config nests more than 4 levels")
@@ -1248,7 +1262,8 @@ def build_strategy(config: Any, _depth: int = 0) -> Strategy:
                          None if config.get("reject_norm_ratio") is None else
                          _rational(config["reject_norm_ratio"], "validated.reject_norm_ratio"),
                          None if config.get("collateral") is None else
-                         _rational(config["collateral"], "validated.collateral"))
+                         _rational(config["collateral"], "validated.collateral"),
+                         config.get("pay", DEFAULT_PAY))
     then = build_strategy(config.get("then", "fedavg"), _depth + 1)
     if rule == "multi_krum":
         return MultiKrum(_pos_int(config, "f", 0), _pos_int(config, "m", 1), then)

@@ -5,6 +5,9 @@ Declared rule: only strictly positive scores are paid; key k receives
 every other key receives 0. The remainder ``budget - sum(payouts)`` (at most one wei per paid key,
 or the whole budget when nobody scored positive) goes back to the job's escrow, i.e. stays the
 owner's (the market books it). Invariant: ``sum(payouts) + remainder == budget`` exactly.
+
+``pay_at_price`` is the same split at a job's fixed price per unit of value (``pay: "value"``):
+a round pays what its value is worth at that price, at most its budget, and carries the rest.
 """
 
 from __future__ import annotations
@@ -43,3 +46,21 @@ def split_reward(budget_wei: int, scores: Mapping[str, Fraction | int]) -> Rewar
             payouts[k] = 0
     paid = sum(payouts.values())
     return RewardSplit(payouts, budget_wei - paid)
+
+
+def pay_at_price(budget_wei: int, scores: Mapping[str, Fraction | int],
+                 price: Fraction) -> RewardSplit:
+    """A job's ``pay: "value"`` rule for every round after the one that set its price: key k
+    receives ``floor(price * s_k)`` wei for ``s_k > 0`` (``price`` in wei per unit of value), so
+    equal value earns equal wei in every round; when that would pay more than ``budget_wei``,
+    the budget is split as ``split_reward`` does (what the round has is what it pays). The
+    remainder carries, like ``split_reward``'s."""
+    if not isinstance(price, Fraction) or price <= 0:
+        raise RewardError(f"price must be a positive Fraction, got {price!r}")
+    base = split_reward(budget_wei, scores)   # validates the inputs; the cap when it binds
+    at_price = {k: (price * Fraction(v)).__floor__() if v > 0 else 0
+                for k, v in sorted(scores.items())}
+    paid = sum(at_price.values())
+    if paid > budget_wei:
+        return base
+    return RewardSplit(at_price, budget_wei - paid)
