@@ -87,11 +87,13 @@ MAX_LISTED_PAGES = 100
 
 def list_jobs(ctx: Context, everything: bool = False) -> list[dict[str, Any]]:
     """The open jobs (every job with `everything`), by id. The node answers a page at a time
-    (p.PAGE a page); one page alone hid every job after the first 100 ever opened."""
-    base = "jobs/page" if everything else "jobs/open/page"
+    (p.PAGE a page); one page alone hid every job after the first 100 ever opened. Each page
+    starts after the last id read (`/after/<id>`): by offset, a job closing between two pages
+    shifted the next one and a job went missing."""
+    base = "jobs" if everything else "jobs/open"
     out: list[dict[str, Any]] = []
-    for k in range(MAX_LISTED_PAGES):
-        page = list(ctx.node.inspect(f"{base}/{k}"))
+    for _ in range(MAX_LISTED_PAGES):
+        page = list(ctx.node.inspect(f"{base}/after/{out[-1]['job']}" if out else base))
         out.extend(page)
         if len(page) < p.PAGE:
             break

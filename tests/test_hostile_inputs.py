@@ -91,10 +91,11 @@ def _query_sim() -> MarketSim:
 _NUMBERS = hs.one_of(hs.integers(0, 10**20 - 1),
                      hs.sampled_from([0, 1, 2**63 - 1, 2**63, 2**64, 10**20 - 1])).map(str)
 _PATHS = hs.one_of(
-    hs.tuples(hs.sampled_from(["jobs/page/{}", "jobs/open/page/{}", "tokens/page/{}", "job/{}",
+    hs.tuples(hs.sampled_from(["jobs/page/{}", "jobs/open/page/{}", "tokens/page/{}",
+                               "jobs/after/{}", "jobs/open/after/{}", "tokens/after/{}", "job/{}",
                                "job/1/round/{}", "job/{}/round/0", "balance/{}", "token/{}",
                                "content/{}"]), _NUMBERS).map(lambda t: t[0].format(t[1])),
-    hs.lists(hs.one_of(hs.sampled_from(["jobs", "job", "open", "page", "round", "balance",
+    hs.lists(hs.one_of(hs.sampled_from(["jobs", "job", "open", "page", "after", "round", "balance",
                                         "token", "tokens", "content", "state", "",
                                         "0x" + "ab" * 20]), _NUMBERS, hs.text(max_size=8)),
              min_size=1, max_size=5).map("/".join))
@@ -130,7 +131,14 @@ def test_jobs_are_listed_a_page_at_a_time():
     assert [j["job"] for j in sim.inspect("jobs/open")] == [1, 3, 4]
     assert sim.inspect("jobs/open/page/0") == sim.inspect("jobs/open")
     assert sim.inspect("jobs/open/page/1") == []
-    for bad in ("jobs/page", "jobs/open/page", "jobs/closed", "jobs/open/1"):
+    assert [j["job"] for j in sim.inspect("jobs/open/after/1")] == [3, 4]
+    assert [j["job"] for j in sim.inspect("jobs/after/2")] == [3, 4]
+    assert sim.inspect("jobs/open/after/0") == sim.inspect("jobs/open")
+    assert sim.inspect("jobs/after/4") == [] == sim.inspect("jobs/after/" + "9" * 20)
+    ok, out = handle_inspect(sim.market, b"jobs/after/-1")
+    assert not ok and b"not a number" in out.reports[0]
+    for bad in ("jobs/page", "jobs/open/page", "jobs/closed", "jobs/open/1", "jobs/after",
+                "tokens/after/1"):
         ok, out = handle_inspect(sim.market, bad.encode())
         assert not ok and b"jobs/open/page/<k>" in out.reports[0], (bad, out.reports)
 
@@ -143,7 +151,12 @@ def test_a_trainer_lists_every_open_job_however_many_jobs_came_before():
     from client.trainer import list_jobs
     sim = MarketSim()
     job = digits_job(sim, rounds=1)
-    for _ in range(p.PAGE + 20):
+    # job 2 starts late, so its owner can still cancel it while a trainer lists the jobs
+    late = json.loads(sim.content.objects[job.spec_cid])
+    late["windows"] = dict(late["windows"], start_delay=3600)
+    assert sim.deposit_eth(ATTACKER, 1, p.CreateJob(sim.content.put(
+        json.dumps(late).encode())).encode()).notices
+    for _ in range(p.PAGE + 19):
         assert sim.deposit_eth(ATTACKER, 1, p.CreateJob(job.spec_cid).encode()).notices
     assert sim.deposit_eth(OWNER, 10**6, p.CreateJob(job.spec_cid).encode()).notices
     newest = p.PAGE + 22
@@ -151,6 +164,19 @@ def test_a_trainer_lists_every_open_job_however_many_jobs_came_before():
     assert newest not in [j["job"] for j in sim.inspect("jobs")]   # one page: not there
     assert [j["job"] for j in list_jobs(ctx)] == list(range(1, newest + 1))
     assert len(list_jobs(ctx, everything=True)) == newest
+
+    # a job closing between two pages: read by offset, the next page shifted by one and the
+    # first job of the second page went missing; read after a cursor, every other job is there
+    def inspect_while_a_job_closes(path: str) -> object:
+        answer = sim.inspect(path)
+        if sim.inspect("job/2")["status"] == "open":   # after the first page, whatever its path
+            assert sim.call(ATTACKER, p.CancelJob(2)).accepted
+        return answer
+
+    ctx = SimpleNamespace(node=SimpleNamespace(inspect=inspect_while_a_job_closes))
+    assert [j["job"] for j in list_jobs(ctx)] == list(range(1, newest + 1))
+    offset = [j["job"] for j in sim.inspect("jobs/open") + sim.inspect("jobs/open/page/1")]
+    assert offset == [i for i in range(1, newest + 1) if i != 2]   # what a rerun lists
 
 
 def test_the_state_answer_stays_small_however_many_tokens_anyone_deposits():

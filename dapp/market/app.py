@@ -8,6 +8,7 @@ so a deposit whose job cannot be opened is credited to the depositor's balance i
 
 from __future__ import annotations
 
+import bisect
 import itertools
 from dataclasses import asdict
 from typing import Any, Callable, Collection
@@ -436,20 +437,29 @@ class Market:
     def query(self, path: str) -> Any:
         """Inspect paths: jobs | jobs/open | job/<id> | job/<id>/round/<r> | balance/<address> |
         token/<address> | tokens | content/<cid> | state. Every answer is bounded, whatever
-        anyone has added to the market: lists come in pages."""
+        anyone has added to the market: lists come in pages (`/page/<k>`), job lists also after
+        a cursor (`/after/<id>`)."""
         parts = path.split("/") if path else [""]
         st = self.state
         head, sep, number = path.rpartition("/page/")
+        cursor = False
+        if not sep:
+            head, sep, number = path.rpartition("/after/")
+            cursor = bool(sep)
         listing = head if sep else path
-        if listing in ("jobs", "jobs/open", "tokens"):
+        if listing in ("jobs", "jobs/open") or (listing == "tokens" and not cursor):
             # jobs: every job; jobs/open: what a trainer can join (after 100 jobs of any kind,
             # new ones were past the first page of `jobs`); tokens: each token's totals.
-            page = _int(number) if sep else 0
+            n = _int(number) if sep else 0
             if listing == "tokens":
-                return [self._token(st, t) for t in _page(st.ledger.deposited, page)]
+                return [self._token(st, t) for t in _page(st.ledger.deposited, n)]
             # The ids are already ascending, which sorted() finds in one pass
             # (bench/state_growth.py: the last page at 100,000 jobs, 2.5 ms).
-            ids = _page(sorted(st.jobs) if listing == "jobs" else st.open_jobs(), page)
+            every = sorted(st.jobs) if listing == "jobs" else st.open_jobs()
+            # After a cursor: the next ids whatever closed meanwhile (an offset page shifts by
+            # one when a job before it closes, so a client reading page by page missed a job).
+            start = bisect.bisect_right(every, n)
+            ids = every[start:start + p.PAGE] if cursor else _page(every, n)
             return [{"job": j.id, "owner": j.owner, "status": j.status, "token": j.token,
                      "budget": str(j.budget), "round": j.current.index, "spec_cid": j.spec_cid,
                      "model_cid": j.global_model_cid} for j in (st.jobs[i] for i in ids)]
@@ -492,8 +502,9 @@ class Market:
             return {"digest": _hex(self.digest(cached=True)),
                     "inbox_bytes": self.inbox.held_bytes(), "jobs": len(st.jobs),
                     "tokens": len(st.ledger.deposited)}
-        raise InputRefused(f"unknown query {quote(path)}: try jobs, jobs/page/<k>, jobs/open, "
-                           f"jobs/open/page/<k>, job/<id>, "
+        raise InputRefused(f"unknown query {quote(path)}: try jobs, jobs/page/<k>, "
+                           f"jobs/after/<id>, jobs/open, jobs/open/page/<k>, "
+                           f"jobs/open/after/<id>, job/<id>, "
                            f"job/<id>/round/<r>, balance/<address>, token/<address>, tokens, "
                            f"tokens/page/<k>, content/<cid>, state")
 
