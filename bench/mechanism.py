@@ -5,7 +5,10 @@ Multi-Krum -> FedAvg) where it applies.
 
 The in-run baseline reproduces the issue: one round, a spec without a public shard (so a
 withheld shard falls back to the equal split per distinct update), the old template rule and
-plain FedAvg, each against the honest owner of the same setting.
+plain FedAvg, each against the honest owner of the same setting. The template pays at a price
+per unit of value (``pay: "value"``); the same rule paying each round's budget by that round's
+shares (``pay: "round"``, the template before) is the in-run baseline of the owner's identities
+and of every splitting row.
 
 Whole jobs through the market backend with real training on scikit-learn's digits
 (tests/mechanism_scenarios.py: a linear model; the owner's initial model trained on 100 of its
@@ -80,17 +83,20 @@ def main() -> dict[str, Any]:
             rows.append(_owner_row(name, run, honest, ref[rule], rule))
 
     tparts = split_pool([150, 250, 300])
-    base = run_job([Trainer(i, tparts[i]) for i in range(3)])
-    single = base.total(Trainer(1, tparts[1]).addresses())
     split_rows = []
-    for mode in SPLITS + ["overreport"]:
-        for k in ((2, 4, 8) if mode != "overreport" else (1,)):
-            tr = [Trainer(i, tparts[i]) for i in range(3)]
-            tr[1] = Trainer(1, tparts[1], mode, k)
-            run = run_job(tr)
-            split_rows.append({"mode": mode, "k": k,
-                               "ratio_vs_single": run.total(tr[1].addresses()) / single,
-                               "accuracy": run.accuracy[-1]})
+    # the template (pay "value"), then the same rule paying per round as the in-run baseline
+    for pay in ("value", "round"):
+        rule = dict(VALIDATED, pay=pay)
+        base = run_job([Trainer(i, tparts[i]) for i in range(3)], aggregation=rule)
+        single = base.total(Trainer(1, tparts[1]).addresses())
+        for mode in SPLITS + ["overreport"]:
+            for k in ((2, 4, 8) if mode != "overreport" else (1,)):
+                tr = [Trainer(i, tparts[i]) for i in range(3)]
+                tr[1] = Trainer(1, tparts[1], mode, k)
+                run = run_job(tr, aggregation=rule)
+                split_rows.append({"mode": mode, "k": k, "pay": pay,
+                                   "ratio_vs_single": run.total(tr[1].addresses()) / single,
+                                   "accuracy": run.accuracy[-1]})
 
     # stretching one's own step (delta x k/10, under the 2x boosted-update threshold) is not
     # more data: what it earns under each of the validated rule's clip modes
@@ -117,10 +123,11 @@ def main() -> dict[str, Any]:
               f"{r['identities_share']:.4f} | {r['owner_refund_share']:.3f} | "
               f"{r['accuracy']:.3f} |")
     print("\ntrainer side (trainers of 150 / 250 / 300 samples; the 250 one splits)")
-    print("| mode | k | payout vs single identity | accuracy |")
-    print("|---|---|---|---|")
+    print("| mode | k | pay | payout vs single identity | accuracy |")
+    print("|---|---|---|---|---|")
     for r in split_rows:
-        print(f"| {r['mode']} | {r['k']} | {r['ratio_vs_single']:.3f} | {r['accuracy']:.3f} |")
+        print(f"| {r['mode']} | {r['k']} | {r['pay']} | {r['ratio_vs_single']:.3f} | "
+              f"{r['accuracy']:.3f} |")
     print("\nstretching one's step (the 250 one sends its delta x factor), per clip mode")
     print("| clip | factor | payout vs its own step | accuracy |")
     print("|---|---|---|---|")
