@@ -165,7 +165,7 @@ def test_the_suite_s_cnn_attackers_earn_nothing_under_the_validated_rule(attack)
     agg = s.aggregate(r.global_model, r.updates, validation=ctx)
     spec = SimpleNamespace(arch=r.arch, contribution={"method": "shapley",
                                                       "exact_max_players": 10})
-    scores, _ = _score_validated(spec, s, r.global_model, agg, (r.x_val, r.y_val),
+    scores, _, _ = _score_validated(spec, s, r.global_model, agg, (r.x_val, r.y_val),
                                  (r.x_val, r.y_val), b"test")
     pay = split_reward(10**18, scores).payouts
     assert all(pay.get(k, 0) == 0 for k in r.attackers)

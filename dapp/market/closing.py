@@ -53,10 +53,7 @@ from dapp.ml.randomness import KeccakStream, seed_from
 from dapp.ml.rewards import pay_at_price, split_reward
 
 PRICE_UNIT = 1 << 128
-PRICED_SCORING = ("secret+public", "public")
-"""How a round must have been valued for ``pay: "value"`` to price it: in the rule's score
-utility (on the scoring set, or the public shard alone). The declared fallbacks ("(correct)",
-"gain", "equal") are other units, so such a round splits its budget as ``pay: "round"`` does."""
+"""A job's price is rounded down to a multiple of 1 / PRICE_UNIT wei per unit of value."""
 
 
 @dataclass(frozen=True)
@@ -121,21 +118,22 @@ def _cluster_values(spec: JobSpec, strategy: Validated, utility_name: str, globa
 
 def _score_validated(spec: JobSpec, strategy: Validated, global_model: Model,
                      agg: ValidatedResult, data: Shard, public: Shard, seed: bytes
-                     ) -> tuple[dict[str, Fraction], str]:
+                     ) -> tuple[dict[str, Fraction], str, bool]:
     """Cluster values times each member's share. Declared order, first one where some cluster
     scores positive: the rule's score utility (``score_utility``; by default the gate's) on the
     scoring set (the spec's contribution method),
     then, by leave-one-out, on the public shard alone, then correct predictions on the scoring
     set, then on the public shard; else each cluster's evidence weight (its largest member
-    gain, at least 1)."""
+    gain, at least 1). The flag: the values are the first pass's (the spec's method in the score
+    utility), the only ones ``pay: "value"`` prices; the fallbacks are other measures."""
     if not agg.players:
-        return {}, "none"
+        return {}, "none", False
     shards = [(data, "secret+public" if data is not public else "public")]
     if data is not public:
         shards.append((public, "public"))
     score = strategy.score_utility
     names = [score] + (["correct"] if score != "correct" else [])
-    first = True
+    first = primary = True
     for name in names:
         for shard, where in shards:
             # The first pass uses the spec's method; the declared fallback passes use
@@ -143,7 +141,7 @@ def _score_validated(spec: JobSpec, strategy: Validated, global_model: Model,
             # (dapp/market/cost.py).
             vals = _cluster_values(spec, strategy, name, global_model, agg, shard, seed,
                                    None if first else {"method": "loo"})
-            first = False
+            primary, first = first, False
             if any(v > 0 for v in vals.values()):
                 how = where if name == score else f"{where} (correct)"
                 break
@@ -153,10 +151,10 @@ def _score_validated(spec: JobSpec, strategy: Validated, global_model: Model,
     else:
         vals = {rep: Fraction(max(max(agg.gains[a] for a in ms), 1))
                 for rep, ms in agg.members.items()}
-        how = "gain"
+        how, primary = "gain", False
     scores = {a: vals.get(rep, Fraction(0)) * agg.shares[a]
               for rep, ms in agg.members.items() for a in ms}
-    return dict(sorted(scores.items())), how
+    return dict(sorted(scores.items())), how, primary
 
 
 def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
@@ -207,13 +205,14 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
     fallback = shard is None
     scoring = "secret" if public is None else ("secret+public" if shard is not None else "public")
     scores: dict[str, Fraction] = {}
+    primary = False   # scores are the validated rule's first pass (what pay "value" prices)
     if accepted and data is not None:
         try:
             if validated:
                 assert isinstance(agg, ValidatedResult) and isinstance(strategy, Validated)
                 assert public is not None
-                scores, scoring = _score_validated(spec, strategy, global_model, agg, data,
-                                                   public, seed)
+                scores, scoring, primary = _score_validated(spec, strategy, global_model, agg,
+                                                            data, public, seed)
             else:
                 scores = score_round(strategy, spec.arch, global_model, client_updates, agg,
                                      data[0], data[1], spec.contribution, KeccakStream(seed))
@@ -222,7 +221,7 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
         except InferenceOverflowError:
             # Declared rule: a round whose aggregates cannot be scored in int64 pays like a
             # round without a shard, so the round still closes and pays in full.
-            fallback, scores = True, {}
+            fallback, scores, primary = True, {}, False
     elif data is not None:
         try:
             accuracy = (count_correct(spec.arch, new_model, data[0], data[1]),
@@ -230,11 +229,10 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
         except InferenceOverflowError:
             accuracy = None
     if accepted and not scores:
-        scores, scoring = _equal_shares_by_update(accepted, hashes), "equal"
+        scores, scoring, primary = _equal_shares_by_update(accepted, hashes), "equal", False
 
     price = parse_fraction(job.price) if job.price else None
-    priced = (validated and isinstance(strategy, Validated) and strategy.pay == "value"
-              and scoring in PRICED_SCORING)
+    priced = primary and isinstance(strategy, Validated) and strategy.pay == "value"
     if priced and price is not None:
         split = pay_at_price(rnd.budget, scores, price)
     else:
