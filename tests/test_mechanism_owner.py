@@ -151,6 +151,29 @@ def test_a_round_without_accepted_work_pays_the_job_s_earners(monkeypatch, idle_
     assert run.total([addr]) >= BUDGET - DUST and run.refund <= DUST
 
 
+def test_a_round_valued_by_a_fallback_splits_its_budget_and_the_price_stays(monkeypatch,
+                                                                            trainers):
+    """Only the rule's first pass (the spec's method in its score utility) is priced: a round
+    valued by a declared fallback (here: each cluster's gain) is in other units, so it splits
+    its whole budget as before, and the next round pays at round 0's price again."""
+    import dapp.market.closing as closing
+
+    real, calls = closing._score_validated, []
+
+    def gain_in_round_1(*args, **kwargs):
+        scores, how, primary = real(*args, **kwargs)
+        calls.append(how)
+        return (scores, "gain", False) if len(calls) == 2 else (scores, how, primary)
+
+    monkeypatch.setattr(closing, "_score_validated", gain_in_round_1)
+    run = run_job(trainers, rounds=3)
+    r0, r1, r2 = run.notices
+    assert r1["scoring"] == "gain" and int(r1["carried"]) < len(r1["trainers"])
+    assert r0["price"] == r1["price"] == r2["price"]
+    assert int(r2["paid"]) < int(r2["budget"])        # paid at the price, the rest carried
+    assert honest_total(run, trainers) + run.balances.get(OWNER, 0) == BUDGET
+
+
 def _spec_with(**changes):
     from tests.mechanism_scenarios import ARCH_DICT, CONTRIBUTION, VALIDATED
 
