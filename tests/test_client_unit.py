@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -150,3 +151,31 @@ def test_amounts() -> None:
     for bad in ("1.5wei", "-1eth", "lots"):
         with pytest.raises(click.BadParameter):
             parse_amount(bad)
+
+
+def test_a_trainer_s_rewards_include_its_share_of_the_job_s_end() -> None:
+    """A job paying at a price pays part of every reward when it finishes (the job_finished
+    notice's leftover): `trainer rewards` and `trainer run` total the rows, so the end share
+    must be a row, or the total is short of what the balance holds."""
+    from types import SimpleNamespace
+
+    from client.node_api import Notice
+    from client.trainer import contributions
+
+    me, other = "0x" + "aa" * 20, "0x" + "bb" * 20
+
+    def closed(r: int, rewards: dict[str, int], **extra: Any) -> Notice:
+        return Notice(r, r, 0, {"round": r, "token": "0x" + "00" * 20, **extra, "trainers": [
+            {"address": a, "verdict": "accepted", "contribution": "1/1", "reward": str(v)}
+            for a, v in rewards.items()]})
+
+    notices = [closed(0, {me: 30, other: 70}),
+               closed(1, {me: 5, other: 5}, job_finished={
+                   "refund": "0", "owner": "0x" + "cc" * 20,
+                   "leftover": {me: "12", other: "28"}})]
+    ctx = SimpleNamespace(signer=SimpleNamespace(address=me),
+                          node=SimpleNamespace(round_notices=lambda job: notices))
+    rows = contributions(ctx, 1)  # type: ignore[arg-type]
+    assert [r["round"] for r in rows] == [0, 1, "end"]
+    assert sum(int(r["reward"]) for r in rows) == 30 + 5 + 12
+    assert rows[-1]["verdict"] == "job finished" and rows[-1]["contribution"] is None
