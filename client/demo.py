@@ -324,12 +324,14 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
                 for a, v in leftover.items():
                     promised[a] = promised.get(a, 0) + v
                 if leftover:
+                    # in wei when it is rounding dust (every round could afford its value at
+                    # the price, so each paid its whole budget)
+                    amount = (lambda v: f"{v / ETHER:.6f} ETH" if v >= 10**12 else f"{v} wei")
                     console.print(
-                        f"job finished: the {sum(leftover.values()) / ETHER:.6f} ETH the rounds "
-                        f"did not spend goes to the earners pro rata to what they earned: "
-                        + ", ".join(f"{names[a].name if a in names else a} "
-                                    f"{v / ETHER:.6f}" for a, v in sorted(
-                                        leftover.items(), key=lambda kv: -kv[1])))
+                        f"job finished: the {amount(sum(leftover.values()))} the rounds did not "
+                        f"spend goes to the earners pro rata to what they earned: "
+                        + ", ".join(f"{names[a].name if a in names else a} {amount(v)}"
+                                    for a, v in sorted(leftover.items(), key=lambda kv: -kv[1])))
 
         # ---- withdrawals, claim, vouchers, balances -------------------------------------------
         promised = {k: v for k, v in promised.items() if v}
