@@ -21,10 +21,11 @@ ETH = "0x" + "00" * 20
 """The token address that stands for ether in balances, withdrawals and job budgets."""
 ETHER_PORTAL = "0xa632c5c05812c6a6149b7af5c56117d1d2603828"
 ERC20_PORTAL = "0xaca6586a0cf05bd831f2501e7b4aea550da6562d"
-PAGE = 100
-"""Entries per listing answer (`jobs`, `jobs/open`, `tokens`): `<listing>/page/<k>` for the rest."""
 """Cartesi Rollups v2.2.0's portals (deterministic addresses): an input they send is a deposit,
 its payload laid out by the portal, never a market call."""
+PAGE = 100
+"""Entries per listing answer (`jobs`, `jobs/open`, `tokens`): `<listing>/page/<k>` for the rest
+(job lists also `<listing>/after/<id>`)."""
 
 
 class ProtocolError(ValueError):
