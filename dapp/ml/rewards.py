@@ -25,7 +25,8 @@ class RewardSplit:
     remainder: int
 
 
-def split_reward(budget_wei: int, scores: Mapping[str, Fraction | int]) -> RewardSplit:
+def _checked(budget_wei: int, scores: Mapping[str, Fraction | int]) -> dict[str, Fraction]:
+    """The scores as Fractions in key order, after checking the budget and every entry."""
     if isinstance(budget_wei, bool) or not isinstance(budget_wei, int) or budget_wei < 0:
         raise RewardError(f"budget must be a non-negative integer of wei, got {budget_wei!r}")
     clean: dict[str, Fraction] = {}
@@ -36,6 +37,11 @@ def split_reward(budget_wei: int, scores: Mapping[str, Fraction | int]) -> Rewar
         if isinstance(v, bool) or not isinstance(v, (int, Fraction)):
             raise RewardError(f"score of {k!r} must be an int or Fraction, got {type(v).__name__}")
         clean[k] = Fraction(v)
+    return clean
+
+
+def split_reward(budget_wei: int, scores: Mapping[str, Fraction | int]) -> RewardSplit:
+    clean = _checked(budget_wei, scores)
     total = sum((v for v in clean.values() if v > 0), Fraction(0))
     payouts: dict[str, int] = {}
     for k, v in clean.items():
@@ -57,10 +63,9 @@ def pay_at_price(budget_wei: int, scores: Mapping[str, Fraction | int],
     remainder carries, like ``split_reward``'s."""
     if not isinstance(price, Fraction) or price <= 0:
         raise RewardError(f"price must be a positive Fraction, got {price!r}")
-    base = split_reward(budget_wei, scores)   # validates the inputs; the cap when it binds
-    at_price = {k: (price * Fraction(v)).__floor__() if v > 0 else 0
-                for k, v in sorted(scores.items())}
+    at_price = {k: (price * v).__floor__() if v > 0 else 0
+                for k, v in _checked(budget_wei, scores).items()}
     paid = sum(at_price.values())
     if paid > budget_wei:
-        return base
+        return split_reward(budget_wei, scores)
     return RewardSplit(at_price, budget_wei - paid)
