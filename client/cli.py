@@ -406,14 +406,14 @@ def cancel_job(st: State, job: int) -> Any:
 
 
 def _rounds_table(status: dict[str, Any]) -> None:
+    from dapp.canonical import parse_fraction
+
     for r in status["rounds"]:
         acc = r["accuracy"]
         acc_s = f"{acc['correct']}/{acc['total']} = {acc['correct'] / acc['total']:.1%}" if acc else "n/a (no shard)"
         tok = status.get("token")
-        price = ""
-        if r.get("price"):
-            n, _, d = r["price"].partition("/")
-            price = f", price {int(n) / int(d or 1):.4g} wei per unit of value"
+        price = (f", price {float(parse_fraction(r['price'])):.4g} wei per unit of value"
+                 if r.get("price") else "")
         t = _table(f"job {status['job']} round {r['round']}: accuracy {acc_s}, paid "
                    f"{fmt_wei(r['paid'], tok)}, carried {fmt_wei(r['carried'], tok)}{price}",
                    ("trainer", "verdict", "contribution", "reward", "reason"))

@@ -39,6 +39,7 @@ from client.cli import fmt_frac
 from client.config import Context, resolve, write_node_file
 from client.data import DEMO_PROFILES, Profile, demo_split
 from client.keys import Signer, from_private_key
+from dapp.canonical import parse_fraction
 from dapp.hashing import keccak
 from dapp.ml.aggregation import BALANCED_UNIT
 
@@ -174,8 +175,7 @@ def start_network(state: Path, procs: Processes, store_arg: list[str]) -> tuple[
 
 def _price(price: str, per_unit: int) -> str:
     """The job's price ("p/q" wei per unit of the raw utility) in ETH per displayed unit."""
-    n, _, d = price.partition("/")
-    return f"{int(n) * per_unit / int(d or 1) / ETHER:.6g}"
+    return f"{float(parse_fraction(price) * per_unit / ETHER):.6g}"
 
 
 def _table(notice: dict[str, Any], names: dict[str, Actor], refusals: dict[str, str],
