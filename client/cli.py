@@ -413,7 +413,8 @@ def _rounds_table(status: dict[str, Any]) -> None:
         acc_s = f"{acc['correct']}/{acc['total']} = {acc['correct'] / acc['total']:.1%}" if acc else "n/a (no shard)"
         tok = status.get("token")
         price = (f", price {float(parse_fraction(r['price'])):.4g} wei per unit of value"
-                 if r.get("price") else "")
+                 + (f" (a round pays at most {r['advance']} of its budget before the job ends)"
+                    if r.get("advance") else "") if r.get("price") else "")
         t = _table(f"job {status['job']} round {r['round']}: accuracy {acc_s}, paid "
                    f"{fmt_wei(r['paid'], tok)}, carried {fmt_wei(r['carried'], tok)}{price}",
                    ("trainer", "verdict", "contribution", "reward", "reason"))
@@ -424,8 +425,10 @@ def _rounds_table(status: dict[str, Any]) -> None:
         fin = r.get("job_finished")
         if fin:
             left = sum(int(v) for v in fin.get("leftover", {}).values())
-            console.print(f"job finished: {fmt_wei(left, tok)} the rounds did not spend went to "
-                          f"the earners pro rata to what they earned; "
+            how = ("topped the earners up to their share of the value created over the whole "
+                   "job" if fin.get("leftover_by") == "value" else
+                   "went to the earners pro rata to what they earned")
+            console.print(f"job finished: {fmt_wei(left, tok)} the rounds did not spend {how}; "
                           f"{fmt_wei(fin['refund'], tok)} back to the owner")
 
 

@@ -178,6 +178,11 @@ def _price(price: str, per_unit: int) -> str:
     return f"{float(parse_fraction(price) * per_unit / ETHER):.6g}"
 
 
+def _share(fraction: str) -> str:
+    """A "p/q" share in words ("half", else "p/q")."""
+    return "half" if fraction == "1/2" else fraction
+
+
 def _table(notice: dict[str, Any], names: dict[str, Actor], refusals: dict[str, str],
            unit: tuple[str, int] = ("correct predictions", 1)) -> Table:
     """One round's table; `unit`: what a contribution counts, and the divisor that shows it in
@@ -190,9 +195,13 @@ def _table(notice: dict[str, Any], names: dict[str, Actor], refusals: dict[str, 
               caption=f"contribution: each trainer's Shapley value for the job's utility on the "
                       f"{notice.get('scoring', 'validation')} shards, in {unit_text}; "
                       + (f"each positive one is paid at the job's price, {_price(notice['price'], per_unit)} "
-                         f"ETH per unit, set by the first round (its budget over its total value), "
-                         f"so pay follows value over the whole job; what a round does not spend "
-                         f"carries, and after the last round goes to the earners pro rata"
+                         f"ETH per unit, set by the first round (its budget over its total value)"
+                         + (f", at most {_share(notice['advance'])} of the round's budget in all; "
+                            f"what a round does not pay waits for the end of the job, which tops "
+                            f"every earner up to its share of the value created over the whole job"
+                            if notice.get("advance") else
+                            ", so pay follows value over the whole job; what a round does not "
+                            "spend carries, and after the last round goes to the earners pro rata")
                          if notice.get("price") else
                          "the round's budget is split pro rata over the positive ones"))
     for col, just in (("trainer", "left"), ("role", "left"), ("verdict", "left"),
@@ -327,9 +336,12 @@ def run_demo(state: Path, rounds: int = 5, store: str | None = None,
                     # in wei when it is rounding dust (every round could afford its value at
                     # the price, so each paid its whole budget)
                     amount = (lambda v: f"{v / ETHER:.6f} ETH" if v >= 10**12 else f"{v} wei")
+                    how = ("tops the earners up to their share of the value created over the "
+                           "whole job" if fin.get("leftover_by") == "value" else
+                           "goes to the earners pro rata to what they earned")
                     console.print(
                         f"job finished: the {amount(sum(leftover.values()))} the rounds did not "
-                        f"spend goes to the earners pro rata to what they earned: "
+                        f"spend {how}: "
                         + ", ".join(f"{names[a].name if a in names else a} {amount(v)}"
                                     for a, v in sorted(leftover.items(), key=lambda kv: -kv[1])))
 

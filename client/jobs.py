@@ -51,7 +51,7 @@ DEMO_AGGREGATION: dict[str, Any] = {"rule": "validated", "utility": "margin",
                                     "second_chance": True, "collusion_cos": [99, 100],
                                     "weighting": "root4_gain_norm", "evidence": "card_classes",
                                     "reject_norm_ratio": [4, 1], "collateral": [2, 1],
-                                    "score_utility": "balanced", "pay": "value"}
+                                    "score_utility": "balanced", "pay": "settle"}
 LEGACY_AGGREGATION: dict[str, Any] = {
     "rule": "norm_clip", "mode": "reject", "max_norm_ratio": [3, 1],
     "then": {"rule": "multi_krum", "f": 1, "m": 8, "then": "fedavg"}}

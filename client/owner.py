@@ -296,6 +296,7 @@ def status(ctx: Context, job: int) -> dict[str, Any]:
         acc = d.get("accuracy")
         rounds.append({"round": d["round"], "accuracy": acc, "paid": d["paid"],
                        "carried": d["carried"], "price": d.get("price"),
+                       "advance": d.get("advance"),
                        "model_hash": d["model_hash"],
                        "fallback": d.get("fallback"), "trainers": d["trainers"],
                        "validation_cid": d.get("validation_cid"),

@@ -322,9 +322,10 @@ def sync_round(ctx: Context, job: int, r: int) -> dict[str, Any]:
 def contributions(ctx: Context, job: int, address: str | None = None) -> list[dict[str, Any]]:
     """This trainer's verdict, contribution and reward in each closed round (round notices),
     then, once the job finished, a row with round "end": its share of what the rounds did not
-    spend (the job_finished notice's `leftover`, pro rata to what it earned). A job paying at
-    a price (`pay: "value"`) pays part of every trainer's reward there, so a total without it
-    was short."""
+    spend (the job_finished notice's `leftover`: pro rata to what it earned, or, in a job that
+    settles (`pay: "settle"`, the template's), what tops it up to its share of the value it
+    created). Jobs paying at a price pay part of every trainer's reward there, so a total
+    without it was short."""
     me = (address or ctx.signer.address).lower()
     out: list[dict[str, Any]] = []
     for n in ctx.node.round_notices(job):
@@ -334,11 +335,15 @@ def contributions(ctx: Context, job: int, address: str | None = None) -> list[di
                             "contribution": t.get("contribution"),
                             "reward": str(t.get("reward", 0)), "reason": t.get("reason"),
                             "token": n.data.get("token")})
-        share = int((n.data.get("job_finished") or {}).get("leftover", {}).get(me, 0))
+        fin = n.data.get("job_finished") or {}
+        share = int(fin.get("leftover", {}).get(me, 0))
         if share:
             out.append({"round": "end", "verdict": "job finished", "contribution": None,
                         "reward": str(share), "token": n.data.get("token"),
-                        "reason": "the rest of the escrow, pro rata to what you earned"})
+                        "reason": ("the rest of the escrow, up to your share of the value you "
+                                   "created over the whole job"
+                                   if fin.get("leftover_by") == "value" else
+                                   "the rest of the escrow, pro rata to what you earned")})
     return out
 
 

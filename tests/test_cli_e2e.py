@@ -201,7 +201,9 @@ def test_whole_job_through_the_cli(net: Net, tmp_path: Path) -> None:
     last = net.run("close-round", "--job", str(job), key=T2.private_key)
     assert last["notice"]["job_finished"]
     human = net.run("owner", "status", "--job", str(job), json_out=False)
-    assert "job finished:" in human.stdout and "went to the earners" in human.stdout
+    # the template settles (pay "settle"): the end tops earners up to their value share
+    assert "job finished:" in human.stdout and "topped the earners up" in human.stdout
+    assert "a round pays at most 1/2 of its budget" in human.stdout
 
     # money: balances, withdrawals, refund, vouchers with proofs
     # the market's declared rule: the last round paid nobody, so what is left of the escrow

@@ -179,3 +179,7 @@ def test_a_trainer_s_rewards_include_its_share_of_the_job_s_end() -> None:
     assert [r["round"] for r in rows] == [0, 1, "end"]
     assert sum(int(r["reward"]) for r in rows) == 30 + 5 + 12
     assert rows[-1]["verdict"] == "job finished" and rows[-1]["contribution"] is None
+    assert "pro rata to what you earned" in rows[-1]["reason"]
+    # a job that settles says so: the end row is what tops the trainer up to its value share
+    notices[-1].data["job_finished"]["leftover_by"] = "value"
+    assert "your share of the value you created" in contributions(ctx, 1)[-1]["reason"]  # type: ignore[arg-type]

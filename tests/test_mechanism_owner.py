@@ -6,14 +6,15 @@ backend (tests/mechanism_scenarios.py)."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 
 import pytest
 
 from dapp.market import protocol as p
 from dapp.market.spec import SpecError, parse_spec
 from tests.market_harness import OWNER, WINDOWS
-from tests.mechanism_scenarios import (IDENTITIES, JobRun, Trainer, honest_trainers, run_job,
-                                       split_pool)
+from tests.mechanism_scenarios import (IDENTITIES, VALIDATED, JobRun, Trainer, honest_trainers,
+                                       run_job, split_pool)
 
 BUDGET = 10**18
 DUST = 100   # the last round's floor remainder (under one wei per payee) returns to the owner
@@ -40,14 +41,24 @@ def test_an_honest_owner_pays_the_whole_budget_to_the_trainers(baseline, trainer
     assert baseline.accuracy[-1] > 0.85
 
 
-def test_a_job_pays_every_round_at_one_price_so_pay_follows_value_over_the_whole_job(baseline,
-                                                                                   trainers):
-    """``pay: "value"`` (the template's): round 0 sets the price, later rounds pay each
-    contribution at it (anyone can check a reward from the notice: floor(price x contribution)),
-    and the rest of the escrow goes to the earners at the end, so each trainer's total is its
-    share of the value it created over all rounds, and every wei is paid out."""
-    from fractions import Fraction
+def _value_shares(run: JobRun) -> dict[str, Fraction]:
+    """Each address's share of the positive contributions the job's notices declare."""
+    value: dict[str, Fraction] = {}
+    for n in run.notices:
+        for e in n["trainers"]:
+            if e["verdict"] == "accepted":
+                value[e["address"]] = value.get(e["address"], Fraction(0)) + max(
+                    Fraction(e["contribution"]), Fraction(0))
+    total = sum(value.values())
+    return {a: v / total for a, v in value.items()}
 
+
+def test_a_job_pays_every_round_at_one_price_so_pay_follows_value_over_the_whole_job(trainers):
+    """``pay: "value"``: round 0 sets the price, later rounds pay each contribution at it
+    (anyone can check a reward from the notice: floor(price x contribution)), and the rest of
+    the escrow goes to the earners at the end, so each trainer's total is its share of the
+    value it created over all rounds, and every wei is paid out."""
+    baseline = run_job(trainers, "honest", aggregation=dict(VALIDATED, pay="value"))
     prices = {n["price"] for n in baseline.notices}
     assert len(prices) == 1 and None not in prices
     price = Fraction(prices.pop())
@@ -69,6 +80,36 @@ def test_a_job_pays_every_round_at_one_price_so_pay_follows_value_over_the_whole
     for addr, v in value.items():
         assert abs(baseline.balances.get(addr, 0) - BUDGET * v / total) <= len(baseline.notices) + 1
     assert honest_total(baseline, trainers) + baseline.balances.get(OWNER, 0) == BUDGET
+
+
+def test_a_job_whose_later_rounds_create_more_value_still_pays_each_trainer_its_share(baseline):
+    """``pay: "settle"`` (the template's). One trainer works alone in round 0; three more join
+    from round 1, so later rounds create more value than round 0's price can pay for. Paid at
+    the price (``pay: "value"``), the capped rounds split their budgets per round and the lone
+    early trainer keeps a third of the job: it ends above its share of the value. Settled, each
+    round pays at most half its budget and the end tops everyone up, so every trainer ends at
+    its share of the value it created, and every wei is paid."""
+    parts = split_pool([100, 250, 250, 250])
+    cast = [Trainer(0, parts[0])] + [Trainer(i, parts[i], "late") for i in (1, 2, 3)]
+    addrs = [t.addresses()[0] for t in cast]
+    settled = run_job(cast, rounds=3)
+    at_price = run_job(cast, rounds=3, aggregation=dict(VALIDATED, pay="value"))
+    for run in (settled, at_price):
+        assert run.total(addrs) == BUDGET and run.refund == 0
+        assert all(int(n["paid"]) + int(n["carried"]) == int(n["budget"]) for n in run.notices)
+    # every priced round kept at least half its budget for the end
+    assert all(int(n["paid"]) <= int(n["budget"]) // 2 for n in settled.notices)
+    share = _value_shares(settled)
+    assert share == _value_shares(at_price)           # same verdicts and values: only pay differs
+    # within 10**-9 of the budget: the settlement counts value in whole units (floor) and the
+    # notices carry exact fractions of ~10**10 units
+    for a in addrs:
+        assert abs(settled.balances[a] - BUDGET * share[a]) <= BUDGET // 10**9
+    early = addrs[0]
+    assert at_price.balances[early] > BUDGET * share[early] * 12 // 10   # paid at the price: +20 %
+    # the template's honest job (a falling value curve) settles to value shares too
+    for a, v in _value_shares(baseline).items():
+        assert abs(baseline.balances[a] - BUDGET * v) <= BUDGET // 10**9
 
 
 @pytest.mark.parametrize("owner", ["near_copies", "near_copies_withheld", "withhold",
@@ -147,7 +188,9 @@ def test_a_round_without_accepted_work_pays_the_job_s_earners(monkeypatch, idle_
     if idle_round == 0:
         assert idle["carried"] == str(BUDGET // 2)
     else:
-        assert run.notices[1]["job_finished"]["leftover"] == {addr: str(BUDGET // 2)}
+        # everything round 0 did not pay (the template's round 0 pays half its budget)
+        assert run.notices[1]["job_finished"]["leftover"] == {
+            addr: str(BUDGET - int(run.notices[0]["paid"]))}
     assert run.total([addr]) >= BUDGET - DUST and run.refund <= DUST
 
 

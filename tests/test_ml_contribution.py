@@ -12,7 +12,7 @@ from dapp.ml.errors import ContributionError, HParamsError, RewardError
 from dapp.ml.hparams import initial_hparams, next_hparams
 from dapp.hashing import keccak
 from dapp.ml.randomness import KeccakStream, seed_from
-from dapp.ml.rewards import pay_at_price, split_reward
+from dapp.ml.rewards import pay_at_price, settle_to_value, split_reward
 
 
 def table_utility(keys: list[str], table: list[int]):
@@ -201,6 +201,50 @@ def test_a_round_at_the_price_pays_what_its_value_is_worth_and_carries_the_rest(
     for bad in (Fraction(0), Fraction(-1), 3):
         with pytest.raises(RewardError):
             pay_at_price(1, {"a": Fraction(1)}, bad)  # type: ignore[arg-type]
+
+
+ledgers = st.dictionaries(st.sampled_from([f"k{i}" for i in range(6)]),
+                          st.tuples(st.integers(0, 10**15), st.integers(0, 10**21)), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**24), ledgers)
+def test_settling_pays_exactly_what_is_left_and_nobody_beyond_its_share_of_value(
+        amount: int, ledger: dict[str, tuple[int, int]]) -> None:
+    """``pay: "settle"``'s end of a job: every wei left is paid (money is conserved), nobody
+    is paid past its target (its share of the whole job's pay by value) but for rounding dust,
+    and when nobody was overpaid before, each earner ends at its target within a wei."""
+    value = {k: v for k, (v, _) in ledger.items()}
+    paid = {k: w for k, (_, w) in ledger.items()}
+    out = settle_to_value(amount, value, paid)
+    total = sum(value.values())
+    if amount == 0 or total == 0:
+        assert out == {}
+        return
+    assert sum(out.values()) == amount and all(v > 0 for v in out.values())
+    assert set(out) <= {k for k, v in value.items() if v > 0}
+    pot = amount + sum(paid.values())
+    target = {k: Fraction(pot * v, total) for k, v in value.items()}
+    for k, v in out.items():
+        assert paid.get(k, 0) + v <= target[k] + len(value)
+    if all(paid.get(k, 0) <= target[k] for k in value) and not set(paid) - set(value):
+        for k in value:
+            assert abs(paid.get(k, 0) + out.get(k, 0) - target[k]) <= len(value)
+
+
+def test_settling_makes_a_job_pay_in_proportion_to_value_and_claws_nothing_back() -> None:
+    # a and b created 3 : 1 of the value but were advanced 10 : 30 wei; 60 wei are left. The
+    # pot is 100: a's target 75, b's 25; b was paid past its target and keeps it, a gets
+    # everything left (60, short of its 65 deficit)
+    assert settle_to_value(60, {"a": 3, "b": 1}, {"a": 10, "b": 30}) == {"a": 60}
+    # advances in proportion: the rest follows the same proportion
+    assert settle_to_value(40, {"a": 3, "b": 1}, {"a": 45, "b": 15}) == {"a": 30, "b": 10}
+    # someone paid in a round valued by a fallback (no value) is in the pot, not in the targets
+    assert settle_to_value(40, {"a": 1}, {"c": 60}) == {"a": 40}
+    assert settle_to_value(0, {"a": 1}, {}) == {} and settle_to_value(5, {"a": 0}, {}) == {}
+    for bad in ((-1, {}, {}), (1, {"a": -1}, {}), (1, {"a": 1}, {"a": Fraction(1)})):
+        with pytest.raises(RewardError):
+            settle_to_value(*bad)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------ hparams

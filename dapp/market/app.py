@@ -32,6 +32,7 @@ from dapp.market.spec import JobSpec, parse_spec
 from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, JobDigests, MarketState, Round,
                                Submission, peek_job)
 from dapp.ml.hparams import initial_hparams
+from dapp.ml.rewards import settle_to_value
 from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model, model_hash
 from dapp.outputs import InputRefused, Outputs, quote
 from dapp.rollup_api import Metadata
@@ -281,6 +282,8 @@ class Market:
         job.hparams = result.hparams
         if result.price is not None:
             job.price = canonical.fraction_str(result.price)
+        for addr, created in sorted(result.value.items()):
+            job.value[addr] = job.value.get(addr, 0) + created
         if result.accuracy:
             job.accuracy_history.append(result.accuracy[0])
         job.revealed_model_hashes = sorted(
@@ -297,16 +300,26 @@ class Market:
             "hparams": result.hparams, "trainers": result.trainers}
         if job.price:
             summary["price"] = job.price
+        if result.advance is not None:
+            summary["advance"] = canonical.fraction_str(result.advance)
         last = rnd.index + 1 >= spec.rounds
         if last:
-            # Declared: the last round's budget holds everything earlier rounds carried. When
-            # it paid nobody, or the job pays at a price (``pay: "value"``: rounds spent what
-            # their value was worth), what is left goes to the job's earners pro rata to what
-            # they earned (floor; the dust to the top earner, ties to the smallest address), so
-            # the owner is refunded only when nobody earned anything in the whole job. Otherwise
-            # what is left is the last round's floor dust (under one wei per payee), refunded.
-            leftover = (_split_leftover(job.escrow, job.paid) if paid == 0 or job.price
-                        else {})
+            # Declared: the last round's budget holds everything earlier rounds carried. A
+            # ``pay: "settle"`` job that created value settles: what is left tops its earners up
+            # towards their share of the job's pay by the value each created
+            # (``settle_to_value``). Otherwise, when the last round paid nobody, or the job pays
+            # at a price (``pay: "value"``: rounds spent what their value was worth), what is
+            # left goes to the job's earners pro rata to what they earned (floor; the dust to
+            # the top earner, ties to the smallest address), so the owner is refunded only when
+            # nobody earned anything in the whole job. Otherwise what is left is the last
+            # round's floor dust (under one wei per payee), refunded.
+            settled = sum(job.value.values()) > 0
+            if settled:
+                leftover = settle_to_value(job.escrow, job.value, job.paid)
+            elif paid == 0 or job.price:
+                leftover = _split_leftover(job.escrow, job.paid)
+            else:
+                leftover = {}
             for addr, amount in leftover.items():
                 st.ledger.credit(job.token, addr, amount)
                 job.paid[addr] = job.paid.get(addr, 0) + amount
@@ -316,6 +329,8 @@ class Market:
             job.status = FINISHED
             summary["job_finished"] = {"refund": str(refund), "owner": job.owner,
                                        "leftover": {a: str(v) for a, v in leftover.items()}}
+            if settled:   # how "leftover" was split: by value created, not pro rata to pay
+                summary["job_finished"]["leftover_by"] = "value"
         else:
             nxt = rnd.index + 1
             job.rounds.append(Round(nxt, now, spec.round_budget(job.budget, nxt) + result.carried))

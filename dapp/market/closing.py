@@ -33,7 +33,7 @@ one, which the owner can no longer change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -54,6 +54,9 @@ from dapp.ml.rewards import pay_at_price, split_reward
 
 PRICE_UNIT = 1 << 128
 """A job's price is rounded down to a multiple of 1 / PRICE_UNIT wei per unit of value."""
+ADVANCE = Fraction(1, 2)
+"""``pay: "settle"``: the most of its budget a round valued in the score utility pays before the
+job ends (floor of that share of the round's budget, carry-overs included)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,15 @@ class RoundResult:
     or nobody scored positive on the union), "gain" or "equal" (declared fallbacks), or
     "secret" (legacy spec without a public shard)."""
     price: Fraction | None = None
-    """The job's price per unit of value after this round (``pay: "value"``), else None."""
+    """The job's price per unit of value after this round (``pay: "value"`` or ``"settle"``),
+    else None."""
+    advance: Fraction | None = None
+    """``pay: "settle"`` jobs: the most of a priced round's budget it pays before the job ends
+    (``ADVANCE``), else None."""
+    value: dict[str, int] = field(default_factory=dict)
+    """``pay: "settle"``: the value each address created in this round (whole units of the
+    score utility, floor; rounds valued by a fallback create none), what the job's end settles
+    to."""
 
 
 def _equal_shares_by_update(accepted: list[str], hashes: dict[str, str]) -> dict[str, Fraction]:
@@ -232,17 +243,26 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
         scores, scoring, primary = _equal_shares_by_update(accepted, hashes), "equal", False
 
     price = parse_fraction(job.price) if job.price else None
-    priced = primary and isinstance(strategy, Validated) and strategy.pay == "value"
-    if priced and price is not None:
-        split = pay_at_price(rnd.budget, scores, price)
+    pay = strategy.pay if isinstance(strategy, Validated) else "round"
+    priced = primary and pay in ("value", "settle")
+    value = sum((v for v in scores.values() if v > 0), Fraction(0))
+    if priced and price is None and value > 0:
+        # Declared rounding: down to a multiple of 2**-128 wei, so the stored price stays a
+        # short "p/q" whatever the shares' denominators.
+        price = Fraction((Fraction(rnd.budget) / value * PRICE_UNIT).__floor__(), PRICE_UNIT)
+        price = price if price > 0 else None
+    # ``settle``: a priced round pays at most ADVANCE of its budget before the job ends (the
+    # round that sets the price among them); the rest waits for the end, which settles
+    # everyone to the value they created.
+    spendable = (rnd.budget * ADVANCE.numerator // ADVANCE.denominator
+                 if priced and pay == "settle" else rnd.budget)
+    if priced and price is not None and (job.price or pay == "settle"):
+        split = pay_at_price(spendable, scores, price)
     else:
-        split = split_reward(rnd.budget, scores)
-        value = sum((v for v in scores.values() if v > 0), Fraction(0))
-        if priced and value > 0:
-            # Declared rounding: down to a multiple of 2**-128 wei, so the stored price stays a
-            # short "p/q" whatever the shares' denominators.
-            price = Fraction((Fraction(rnd.budget) / value * PRICE_UNIT).__floor__(), PRICE_UNIT)
-            price = price if price > 0 else None
+        split = split_reward(spendable, scores)
+    # Declared rounding: a round's value counts in whole units of the score utility (floor).
+    created = ({a: v.__floor__() for a, v in scores.items() if v >= 1}
+               if priced and pay == "settle" else {})
     history = job.accuracy_history + ([accuracy[0]] if accuracy else [])
     hparams = next_hparams(spec.hparams, job.hparams, history)
 
@@ -268,6 +288,8 @@ def close_round(spec: JobSpec, job: Job, rnd: Round, global_model: Model,
                 entry.update(verdict="rejected", reason=rejected.get(addr, "rejected"),
                              reward="0")
         trainers.append(entry)
-    return RoundResult(model=new_model, payouts=dict(split.payouts), carried=split.remainder,
+    return RoundResult(model=new_model, payouts=dict(split.payouts),
+                       carried=split.remainder + rnd.budget - spendable,
                        accuracy=accuracy, hparams=hparams, trainers=trainers, fallback=fallback,
-                       scoring=scoring, price=price)
+                       scoring=scoring, price=price, value=created,
+                       advance=ADVANCE if pay == "settle" else None)

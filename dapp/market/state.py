@@ -88,8 +88,12 @@ class Job:
     of the escrow is paid pro rata to these totals (the owner is refunded only when nobody
     earned anything in the whole job)."""
     price: str = ""
-    """``pay: "value"`` jobs: wei per unit of value ("p/q"), set by the first round valued in the
-    rule's score utility; "" until then (and for every other job)."""
+    """``pay: "value"`` and ``"settle"`` jobs: wei per unit of value ("p/q"), set by the first
+    round valued in the rule's score utility; "" until then (and for every other job)."""
+    value: dict[str, int] = field(default_factory=dict)
+    """``pay: "settle"`` jobs: the value each address created in the rounds valued in the rule's
+    score utility (whole units); after the last round what is left of the escrow tops earners
+    up towards their share of the job's pay by these totals."""
 
     @property
     def current(self) -> Round:

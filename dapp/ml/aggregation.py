@@ -179,7 +179,7 @@ EVIDENCE = ("all", "card_classes")
 DEFAULT_EVIDENCE = "all"
 SCORE_UTILITIES = ("rule", "soft", "margin", "correct", "balanced")
 DEFAULT_SCORE_UTILITY = "rule"
-PAYS = ("round", "value")
+PAYS = ("round", "value", "settle")
 DEFAULT_PAY = "round"
 
 
@@ -1225,7 +1225,7 @@ def build_strategy(config: Any, _depth: int = 0) -> Strategy:
          "max_norm_ratio": [3, 1], "cluster_cos": [23, 25], "clip": "median",
          "or_correct": true, "second_chance": true,
          "evidence": "all" | "card_classes", "score_utility": "rule",
-         "pay": "round" | "value"}  # defaults; see Validated
+         "pay": "round" | "value" | "settle"}  # defaults; see Validated
     """
     if _depth > 4:
         raise StrategyConfigError("aggregation config nests more than 4 levels")

@@ -6,8 +6,10 @@ every other key receives 0. The remainder ``budget - sum(payouts)`` (at most one
 or the whole budget when nobody scored positive) goes back to the job's escrow, i.e. stays the
 owner's (the market books it). Invariant: ``sum(payouts) + remainder == budget`` exactly.
 
-``pay_at_price`` is the same split at a job's fixed price per unit of value (``pay: "value"``):
-a round pays what its value is worth at that price, at most its budget, and carries the rest.
+``pay_at_price`` is the same split at a job's fixed price per unit of value (``pay: "value"``
+and ``"settle"``): a round pays what its value is worth at that price, at most its budget, and
+carries the rest. ``settle_to_value`` is ``pay: "settle"``'s end of a job: what is left tops every
+earner up towards its share of the value created over the whole job.
 """
 
 from __future__ import annotations
@@ -69,3 +71,32 @@ def pay_at_price(budget_wei: int, scores: Mapping[str, Fraction | int],
     if paid > budget_wei:
         return split_reward(budget_wei, scores)
     return RewardSplit(at_price, budget_wei - paid)
+
+
+def settle_to_value(amount: int, value: Mapping[str, int], paid: Mapping[str, int]) -> dict[str, int]:
+    """``pay: "settle"``'s end of a job: ``amount`` (what is left of the escrow) tops earners up
+    towards their share of the value they created. The pot is ``amount`` plus everything the
+    job already paid; address a's target is ``pot * value_a / sum(value)``; its deficit is its
+    target less what it was paid, never below 0 (nothing is clawed back). ``amount`` is split
+    pro rata to the deficits (floor; the dust to the largest deficit, ties to the smallest
+    address). The deficits add up to at least ``amount``, so nobody is paid above its target
+    but for that dust; when nobody was paid above its target before, every earner ends with
+    its target (within a wei) and the job's pay is proportional to value. {} when there is
+    nothing to settle (no amount, or no value)."""
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
+        raise RewardError(f"amount must be a non-negative integer of wei, got {amount!r}")
+    for name, table in (("value", value), ("paid", paid)):
+        for k, v in table.items():
+            if not isinstance(k, str) or isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise RewardError(f"{name} of {k!r} must be a non-negative int, got {v!r}")
+    total = sum(value.values())
+    if amount == 0 or total == 0:
+        return {}
+    pot = amount + sum(paid.values())
+    deficits = {a: max(Fraction(pot * v, total) - paid.get(a, 0), Fraction(0))
+                for a, v in sorted(value.items()) if v > 0}
+    split = split_reward(amount, deficits)
+    out = dict(split.payouts)
+    top = min(deficits, key=lambda a: (-deficits[a], a))
+    out[top] += split.remainder
+    return {a: v for a, v in out.items() if v > 0}
