@@ -5,10 +5,14 @@ Multi-Krum -> FedAvg) where it applies.
 
 The in-run baseline reproduces the issue: one round, a spec without a public shard (so a
 withheld shard falls back to the equal split per distinct update), the old template rule and
-plain FedAvg, each against the honest owner of the same setting. The template pays at a price
-per unit of value (``pay: "value"``); the same rule paying each round's budget by that round's
-shares (``pay: "round"``, the template before) is the in-run baseline of the owner's identities
-and of every splitting row.
+plain FedAvg, each against the honest owner of the same setting. The template settles (``pay:
+"settle"``: each round pays at the job's price, at most half its budget, and the end tops every
+earner up to its share of the value created over the whole job); the same rule paying at the
+price with no settlement (``pay: "value"``) and paying each round's budget by that round's shares
+(``pay: "round"``) are the in-run baselines of the owner's identities, of every splitting row
+and of the late joiners: one trainer (100 samples) works alone in round 0 and three (250 each)
+join from round 1, so later rounds create more value than round 0's price pays for; each
+trainer's pay against its share of the value the notices declare.
 
 Whole jobs through the market backend with real training on scikit-learn's digits
 (tests/mechanism_scenarios.py: a linear model; the owner's initial model trained on 100 of its
@@ -19,14 +23,15 @@ splits its work over k identities.
 
 Columns: honest payout (sum over the honest trainers) as a share of the budget and relative to
 the honest-owner run; the owner's identities' share; what returned to the owner; what was paid
-only when the job finished (the rest of the escrow, pro rata to what each earned: under ``pay:
-"value"``, what the rounds did not spend); test accuracy after the last round. Run: ``.venv/bin/python -m bench.mechanism``; writes
+only when the job finished (the rest of the escrow: under ``pay: "settle"`` what tops each
+earner up to its value share, under ``"value"`` pro rata to what each earned); test accuracy after the last round. Run: ``.venv/bin/python -m bench.mechanism``; writes
 bench/results/mechanism.json. MNIST is not used (not in bench/ yet); digits is the data here.
 """
 
 from __future__ import annotations
 
 import time
+from fractions import Fraction
 from typing import Any
 
 from bench import write_results
@@ -50,7 +55,7 @@ def _owner_row(name: str, run: JobRun, honest: list[str], ref: int, rule: str) -
             "vs_honest_owner": got / ref if ref else None,
             "identities_share": run.total(idents) / BUDGET,
             "owner_refund_share": run.refund / BUDGET, "accuracy": run.accuracy[-1],
-            # what trainers wait for until the job ends (pay "value": what rounds did not spend)
+            # what trainers wait for until the job ends (what the rounds did not pay)
             "paid_at_end_share": sum(int(v) for v in run.notices[-1].get(
                 "job_finished", {}).get("leftover", {}).values()) / BUDGET if run.notices else 0.0}
 
@@ -74,8 +79,10 @@ def main() -> dict[str, Any]:
             # template does not do: what it would cost against identities that train a little
             ("validated, valued in correct predictions", dict(VALIDATED, score_utility="correct"),
              ["honest", "train_little"], 3, True),
-            # the same rule paying each round's budget by that round's shares (``pay: "round"``,
-            # the template before): the in-run baseline of the price the template now pays at
+            # the same rule paying at the price with no settlement (``pay: "value"``) and each
+            # round's budget by that round's shares (``pay: "round"``): the in-run baselines
+            ("validated, paid at a price", dict(VALIDATED, pay="value"),
+             ["honest", "train_little", "train_little_one"], 3, True),
             ("validated, paid per round", dict(VALIDATED, pay="round"),
              ["honest", "train_little", "train_little_one"], 3, True),
             ("old template, no public shard", LEGACY, LEGACY_ROWS, 1, False),
@@ -88,8 +95,9 @@ def main() -> dict[str, Any]:
 
     tparts = split_pool([150, 250, 300])
     split_rows = []
-    # the template (pay "value"), then the same rule paying per round as the in-run baseline
-    for pay in ("value", "round"):
+    # the template (pay "settle"), then the same rule paying at the price and per round as the
+    # in-run baselines
+    for pay in ("settle", "value", "round"):
         rule = dict(VALIDATED, pay=pay)
         base = run_job([Trainer(i, tparts[i]) for i in range(3)], aggregation=rule)
         single = base.total(Trainer(1, tparts[1]).addresses())
@@ -101,6 +109,28 @@ def main() -> dict[str, Any]:
                 split_rows.append({"mode": mode, "k": k, "pay": pay,
                                    "ratio_vs_single": run.total(tr[1].addresses()) / single,
                                    "accuracy": run.accuracy[-1]})
+
+    # late joiners: later rounds create more value than round 0's price pays for
+    lparts = split_pool([100, 250, 250, 250])
+    cast = [Trainer(0, lparts[0])] + [Trainer(i, lparts[i], "late") for i in (1, 2, 3)]
+    late_rows = []
+    for pay in ("settle", "value", "round"):
+        run = run_job(cast, rounds=3, aggregation=dict(VALIDATED, pay=pay))
+        value: dict[str, Fraction] = {}
+        for n in run.notices:
+            for e in n["trainers"]:
+                if e["verdict"] == "accepted":
+                    value[e["address"]] = value.get(e["address"], Fraction(0)) + max(
+                        Fraction(e["contribution"]), Fraction(0))
+        total = sum(value.values())
+        gap = {t.addresses()[0]: run.balances.get(t.addresses()[0], 0) / BUDGET
+               - float(value.get(t.addresses()[0], 0) / total) for t in cast}
+        early = cast[0].addresses()[0]
+        late_rows.append({"pay": pay, "early_pay_share": run.balances.get(early, 0) / BUDGET,
+                          "early_value_share": float(value.get(early, 0) / total),
+                          "max_abs_gap": max(abs(g) for g in gap.values()),
+                          "paid_at_end_share": sum(int(v) for v in run.notices[-1][
+                              "job_finished"]["leftover"].values()) / BUDGET})
 
     # stretching one's own step (delta x k/10, under the 2x boosted-update threshold) is not
     # more data: what it earns under each of the validated rule's clip modes
@@ -132,6 +162,12 @@ def main() -> dict[str, Any]:
     for r in split_rows:
         print(f"| {r['mode']} | {r['k']} | {r['pay']} | {r['ratio_vs_single']:.3f} | "
               f"{r['accuracy']:.3f} |")
+    print("\nlate joiners (100 samples alone in round 0; 3 x 250 from round 1; 3 rounds)")
+    print("| pay | early trainer's pay | its value share | largest gap, pay - value share | paid at the end |")
+    print("|---|---|---|---|---|")
+    for r in late_rows:
+        print(f"| {r['pay']} | {r['early_pay_share']:.4f} | {r['early_value_share']:.4f} | "
+              f"{r['max_abs_gap']:.4f} | {r['paid_at_end_share']:.3f} |")
     print("\nstretching one's step (the 250 one sends its delta x factor), per clip mode")
     print("| clip | factor | payout vs its own step | accuracy |")
     print("|---|---|---|---|")
@@ -140,6 +176,7 @@ def main() -> dict[str, Any]:
     result = {"what": "issue 10 guarantees: payouts under owner and trainer strategies",
               "data": "scikit-learn digits (linear model, integer inference)",
               "owner": rows, "trainer": split_rows, "stretch": stretch_rows,
+              "late_joiners": late_rows,
               "elapsed_s": time.perf_counter() - t0}
     write_results("mechanism", result)
     return result

@@ -21,11 +21,14 @@ one, which the owner can no longer change.
    scores positive on the scoring set, the public shard alone decides, then correct
    predictions on each; when none scores positive anywhere, each cluster counts its
    validation gain. The budget carries to the next round only when no update was accepted
-   (plus the floor remainder). Under ``validated``'s ``pay: "value"`` (the template's) the
-   first round valued in the rule's score utility sets the job's price (its budget over its
-   total positive value) and every later such round pays each contribution at that price, at
-   most its budget (``pay_at_price``), carrying the rest: later rounds create less value, and
-   split per round their noisy shares weighed as much as the first rounds' signal.
+   (plus the floor remainder). Under ``validated``'s ``pay: "value"`` the first round valued
+   in the rule's score utility sets the job's price (its budget over its total positive value)
+   and every later such round pays each contribution at that price, at most its budget
+   (``pay_at_price``), carrying the rest: later rounds create less value, and split per round
+   their noisy shares weighed as much as the first rounds' signal. ``pay: "settle"`` (the
+   template's) pays at the same price at most ``ADVANCE`` (half) of each such round's budget,
+   the price-setting round included, and reports the value each address created, which the
+   job's end settles to (``dapp.ml.rewards.settle_to_value``, in ``dapp.market.app``).
 4. Without any shard (legacy spec without a public shard, secret withheld) the spec's fallback
    pays the budget equally over the accepted distinct updates.
 5. Hyper-parameters for the next round follow the spec's schedule.

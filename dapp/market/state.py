@@ -85,8 +85,8 @@ class Job:
     """Every model hash revealed in this job's closed rounds: re-revealing one is copying."""
     paid: dict[str, int] = field(default_factory=dict)
     """What each address earned in this job's closed rounds: after the last round, what is left
-    of the escrow is paid pro rata to these totals (the owner is refunded only when nobody
-    earned anything in the whole job)."""
+    of the escrow is paid pro rata to these totals, or settled against them (``value``); the
+    owner is refunded only when nobody earned anything in the whole job."""
     price: str = ""
     """``pay: "value"`` and ``"settle"`` jobs: wei per unit of value ("p/q"), set by the first
     round valued in the rule's score utility; "" until then (and for every other job)."""

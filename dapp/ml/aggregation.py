@@ -133,19 +133,25 @@ averaged over 5 training runs; bench/mechanism.py): paid per round, honest rewar
 Spearman 0.71 / 0.66 (Dirichlet 0.5 / 0.1) against 0.57 / 0.64 valued in the margin (0.75 /
 0.67 paid at a price, below); plain correct predictions also rank closer than the margin
 (0.67-0.69 against 0.52-0.56, one-run truth, bench/results/robustness_score.json) but on a
-100-sample secret shard let an owner's nine identities that train a little take 16 % of a job
+100-sample secret shard let an owner's nine identities that train a little take 13 % of a job
 (2.2 % with ``balanced``), which breaks issue 10's guarantee.
 
 Paying (``pay``): ``"round"`` (the default) splits each round's budget by that round's
-contributions; ``"value"`` (the template's) pays every round at one price per unit of value, set
-by the first round valued in ``score_utility`` (its budget over its total positive value), so a
-job pays in proportion to the value each trainer created over all rounds; what a round does not
-spend carries, and after the last round the rest goes to the job's earners pro rata to what they
-earned (``dapp.market.closing``). Why: later rounds create little value and their shares are
-mostly noise; split per round, that noise weighs as much as the first rounds' signal. Measured
-(bench/robustness.py, same runs): Spearman 0.75 / 0.67 against 0.71 / 0.66 paid per round; the
-owner's nine identities that train a little take 2.2 % of a job against 1.4 % (bench/mechanism.py:
-what they add, they add in the first round, which now weighs what it created).
+contributions; ``"value"`` pays every round at one price per unit of value, set by the first
+round valued in ``score_utility`` (its budget over its total positive value), what a round does
+not spend carrying, and after the last round the rest goes to the job's earners pro rata to what
+they earned; ``"settle"`` (the template's) pays at the same price but at most half of each
+round's budget, counts the value each address created, and at the job's end tops every earner up
+towards its share of the job's pay by that value (``dapp.market.closing``,
+``dapp.ml.rewards.settle_to_value``). Why value: later rounds usually create little value and
+their shares are mostly noise; split per round, that noise weighs as much as the first rounds'
+signal (bench/robustness.py, same runs: Spearman 0.75 / 0.67 at a price against 0.71 / 0.66 paid
+per round). Why settle: when later rounds create more value than the first (a weak initial
+model, late joiners), they cannot afford it at the price, and paid money cannot be taken back
+(bench/mechanism.py, late joiners: the trainer alone in round 0 ends with 0.377 of the budget
+for 0.294 of the value at a price, 0.294 settled). The owner's nine identities that train a
+little take 2.2 % of a job either way, against 1.4 % paid per round (what they add, they add in
+the first round, which now weighs what it created).
 
 Duplicates and sybils: updates with the same model hash are merged into one player before
 anything else. The player's key is the smallest key of the copies, its weight the *largest* of
@@ -234,7 +240,7 @@ class ValidationContext:
       what the owner wants (the margin alone values a specialist's push on every other class
       more than the predictions it adds), and it ramps over one logit instead of jumping, so a
       tiny step that moves samples across the decision boundary earns a tiny value (valued in
-      0/1 correct predictions, an owner's nine identities that trained a little took 16 % of a
+      0/1 correct predictions, an owner's nine identities that trained a little took 13 % of a
       job, 2.2 % in ``balanced``: bench/mechanism.py; with a 0/1 term on top of the margin, 300
       samples earned less than 250 and tests/test_mechanism_trainer.py's
       ``test_more_data_earns_more`` failed).
