@@ -31,7 +31,6 @@ bench/results/mechanism.json. MNIST is not used (not in bench/ yet); digits is t
 from __future__ import annotations
 
 import time
-from fractions import Fraction
 from typing import Any
 
 from bench import write_results
@@ -116,18 +115,12 @@ def main() -> dict[str, Any]:
     late_rows = []
     for pay in ("settle", "value", "round"):
         run = run_job(cast, rounds=3, aggregation=dict(VALIDATED, pay=pay))
-        value: dict[str, Fraction] = {}
-        for n in run.notices:
-            for e in n["trainers"]:
-                if e["verdict"] == "accepted":
-                    value[e["address"]] = value.get(e["address"], Fraction(0)) + max(
-                        Fraction(e["contribution"]), Fraction(0))
-        total = sum(value.values())
+        share = run.value_shares()
         gap = {t.addresses()[0]: run.balances.get(t.addresses()[0], 0) / BUDGET
-               - float(value.get(t.addresses()[0], 0) / total) for t in cast}
+               - float(share.get(t.addresses()[0], 0)) for t in cast}
         early = cast[0].addresses()[0]
         late_rows.append({"pay": pay, "early_pay_share": run.balances.get(early, 0) / BUDGET,
-                          "early_value_share": float(value.get(early, 0) / total),
+                          "early_value_share": float(share.get(early, 0)),
                           "max_abs_gap": max(abs(g) for g in gap.values()),
                           "paid_at_end_share": sum(int(v) for v in run.notices[-1][
                               "job_finished"]["leftover"].values()) / BUDGET})

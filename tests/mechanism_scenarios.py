@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -113,6 +114,18 @@ class JobRun:
 
     def total(self, addrs: list[str]) -> int:
         return sum(self.balances.get(a, 0) for a in addrs)
+
+    def value_shares(self) -> dict[str, Fraction]:
+        """Each address's share of the positive contributions the job's notices declare (what
+        a job paying by value owes it, as a share of the budget)."""
+        value: dict[str, Fraction] = {}
+        for n in self.notices:
+            for e in n["trainers"]:
+                if e["verdict"] == "accepted":
+                    value[e["address"]] = value.get(e["address"], Fraction(0)) + max(
+                        Fraction(e["contribution"]), Fraction(0))
+        total = sum(value.values())
+        return {a: v / total for a, v in value.items()} if total else {}
 
 
 def _labels(t: Trainer, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:

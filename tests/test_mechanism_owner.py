@@ -41,18 +41,6 @@ def test_an_honest_owner_pays_the_whole_budget_to_the_trainers(baseline, trainer
     assert baseline.accuracy[-1] > 0.85
 
 
-def _value_shares(run: JobRun) -> dict[str, Fraction]:
-    """Each address's share of the positive contributions the job's notices declare."""
-    value: dict[str, Fraction] = {}
-    for n in run.notices:
-        for e in n["trainers"]:
-            if e["verdict"] == "accepted":
-                value[e["address"]] = value.get(e["address"], Fraction(0)) + max(
-                    Fraction(e["contribution"]), Fraction(0))
-    total = sum(value.values())
-    return {a: v / total for a, v in value.items()}
-
-
 def test_a_job_pays_every_round_at_one_price_so_pay_follows_value_over_the_whole_job(trainers):
     """``pay: "value"``: round 0 sets the price, later rounds pay each contribution at it
     (anyone can check a reward from the notice: floor(price x contribution)), and the rest of
@@ -62,12 +50,8 @@ def test_a_job_pays_every_round_at_one_price_so_pay_follows_value_over_the_whole
     prices = {n["price"] for n in baseline.notices}
     assert len(prices) == 1 and None not in prices
     price = Fraction(prices.pop())
-    value: dict[str, Fraction] = {}
     for n in baseline.notices:
         accepted = [e for e in n["trainers"] if e["verdict"] == "accepted"]
-        for e in accepted:
-            value[e["address"]] = value.get(e["address"], Fraction(0)) + max(
-                Fraction(e["contribution"]), Fraction(0))
         if n["round"] > 0:
             at_price = {e["address"]: (price * max(Fraction(e["contribution"]), 0)).__floor__()
                         for e in accepted}
@@ -76,9 +60,8 @@ def test_a_job_pays_every_round_at_one_price_so_pay_follows_value_over_the_whole
             assert int(n["paid"]) + int(n["carried"]) == int(n["budget"])
     leftover = baseline.notices[-1]["job_finished"]["leftover"]
     assert sum(int(v) for v in leftover.values()) > 0        # later rounds left value unpaid
-    total = sum(value.values())
-    for addr, v in value.items():
-        assert abs(baseline.balances.get(addr, 0) - BUDGET * v / total) <= len(baseline.notices) + 1
+    for addr, share in baseline.value_shares().items():
+        assert abs(baseline.balances.get(addr, 0) - BUDGET * share) <= len(baseline.notices) + 1
     assert honest_total(baseline, trainers) + baseline.balances.get(OWNER, 0) == BUDGET
 
 
@@ -99,8 +82,8 @@ def test_a_job_whose_later_rounds_create_more_value_still_pays_each_trainer_its_
         assert all(int(n["paid"]) + int(n["carried"]) == int(n["budget"]) for n in run.notices)
     # every priced round kept at least half its budget for the end
     assert all(int(n["paid"]) <= int(n["budget"]) // 2 for n in settled.notices)
-    share = _value_shares(settled)
-    assert share == _value_shares(at_price)           # same verdicts and values: only pay differs
+    share = settled.value_shares()
+    assert share == at_price.value_shares()           # same verdicts and values: only pay differs
     # within 10**-9 of the budget: the settlement counts value in whole units (floor) and the
     # notices carry exact fractions of ~10**10 units
     for a in addrs:
@@ -108,7 +91,7 @@ def test_a_job_whose_later_rounds_create_more_value_still_pays_each_trainer_its_
     early = addrs[0]
     assert at_price.balances[early] > BUDGET * share[early] * 12 // 10   # paid at the price: +20 %
     # the template's honest job (a falling value curve) settles to value shares too
-    for a, v in _value_shares(baseline).items():
+    for a, v in baseline.value_shares().items():
         assert abs(baseline.balances[a] - BUDGET * v) <= BUDGET // 10**9
 
 
