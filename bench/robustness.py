@@ -497,7 +497,7 @@ def run_config(d: Mnist, st: Setting, data: Data, rule: Any, attack: str) -> dic
                 per_acc[i] = per_acc.get(i, 0) + (e.get("verdict") == "accepted")
                 if e.get("verdict") != "accepted":
                     per_why.setdefault(i, Counter())[rejection_kind(e.get("reason", ""))] += 1
-        # pay "value": what the rounds did not spend goes to the job's earners at the end
+        # what the rounds did not pay goes to the job's earners at the end (settled or pro rata)
         for a, v in notice.get("job_finished", {}).get("leftover", {}).items():
             wei[addrs.index(a)] += int(v)
         new = sim.market._models.get(sim.market.state.jobs[job_id].global_model_hash)
