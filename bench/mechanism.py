@@ -41,7 +41,7 @@ BUDGET = 10**18
 LEGACY = {"rule": "norm_clip", "mode": "reject", "max_norm_ratio": [3, 1],
           "then": {"rule": "multi_krum", "f": 1, "m": 8, "then": "fedavg"}}
 OWNER_ROWS = ["honest", "near_copies", "near_copies_withheld", "withhold", "withhold_some",
-              "useless_shard", "mislabeled_shard", "train_little", "train_little_one",
+              "useless_shard", "mislabeled_shard", "train_little", "train_little_one", "train_secret",
               "stale_global", "cancel_late"]
 LEGACY_ROWS = ["honest", "near_copies", "near_copies_withheld"]
 SPLITS = ["split_noise", "duplicate_data", "subsample", "split_data"]
@@ -49,7 +49,7 @@ SPLITS = ["split_noise", "duplicate_data", "subsample", "split_data"]
 
 def _owner_row(name: str, run: JobRun, honest: list[str], ref: int, rule: str) -> dict[str, Any]:
     got = run.total(honest)
-    idents = IDENTITIES if name != "train_little_one" else IDENTITIES[:1]
+    idents = IDENTITIES if name not in ("train_little_one", "train_secret") else IDENTITIES[:1]
     return {"scenario": name, "rule": rule, "honest_payout_share": got / BUDGET,
             "vs_honest_owner": got / ref if ref else None,
             "identities_share": run.total(idents) / BUDGET,

@@ -219,6 +219,10 @@ def identity_models(strategy: str, g: Model, prev: Model | None, round_: int
         sel = np.arange(0, 99)   # the same samples as train_little's nine slices, one identity
         return [(IDENTITIES[0], train_local(ARCH, g, d.x_pool[sel], d.y_pool[sel], epochs=1,
                                             lr=0.01, seed=500), 400)]
+    if strategy == "train_secret":   # one identity trains on the round's own secret shard
+        x, y = secret_shards("honest", round_ + 1)[round_]
+        return [(IDENTITIES[0], train_local(ARCH, g, x, y, epochs=2, lr=0.01, seed=900 + round_),
+                 400)]
     if strategy == "stale_global" and prev is not None:
         return [(a, prev, 400) for a in IDENTITIES]
     return []
@@ -286,7 +290,7 @@ def run_job(trainers: list[Trainer], owner: str = "honest", *, rounds: int = 2,
     job_id = res.notices[0]["job"]
     idents = (IDENTITIES if owner in ("near_copies", "near_copies_withheld", "train_little",
                                       "stale_global") else
-              IDENTITIES[:1] if owner == "train_little_one" else [])
+              IDENTITIES[:1] if owner in ("train_little_one", "train_secret") else [])
     everyone = [a for t in trainers for a in t.addresses()] + idents
     for a in everyone:
         assert sim.call(a, p.Join(job_id)).accepted

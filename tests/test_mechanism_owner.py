@@ -127,6 +127,11 @@ def test_identities_that_train_a_little_get_at_most_their_fair_share(baseline, t
     assert many.total(IDENTITIES) <= one.total(IDENTITIES[:1]) * 105 // 100
     assert many.balances[OWNER] <= DUST
     assert many.accuracy[-1] >= baseline.accuracy[-1] - 0.02
+    # an identity that trains on each round's secret shard (the owner knows it in advance) is
+    # paid as data, like the owner's own samples, not more: the end settles it by its value share
+    secret = run_job(trainers, "train_secret")
+    assert secret.total(IDENTITIES[:1]) <= one.total(IDENTITIES[:1])
+    assert honest_total(secret, trainers) >= 9 * honest_total(baseline, trainers) // 10
 
 
 def test_the_issue_attack_under_the_old_template_rule_is_what_the_public_shard_fixes(trainers):
