@@ -412,9 +412,11 @@ def _rounds_table(status: dict[str, Any]) -> None:
         acc = r["accuracy"]
         acc_s = f"{acc['correct']}/{acc['total']} = {acc['correct'] / acc['total']:.1%}" if acc else "n/a (no shard)"
         tok = status.get("token")
-        price = (f", price {float(parse_fraction(r['price'])):.4g} wei per unit of value"
-                 + (f" (a round pays at most {r['advance']} of its budget before the job ends)"
-                    if r.get("advance") else "") if r.get("price") else "")
+        price = ""
+        if r.get("price"):
+            price = f", price {float(parse_fraction(r['price'])):.4g} wei per unit of value"
+            if r.get("advance"):
+                price += f" (a round pays at most {r['advance']} of its budget before the job ends)"
         t = _table(f"job {status['job']} round {r['round']}: accuracy {acc_s}, paid "
                    f"{fmt_wei(r['paid'], tok)}, carried {fmt_wei(r['carried'], tok)}{price}",
                    ("trainer", "verdict", "contribution", "reward", "reason"))

@@ -12,7 +12,7 @@ from dapp.ml.errors import ContributionError, HParamsError, RewardError
 from dapp.ml.hparams import initial_hparams, next_hparams
 from dapp.hashing import keccak
 from dapp.ml.randomness import KeccakStream, seed_from
-from dapp.ml.rewards import pay_at_price, settle_to_value, split_reward
+from dapp.ml.rewards import pay_at_price, settle_to_value, split_reward, split_whole
 
 
 def table_utility(keys: list[str], table: list[int]):
@@ -230,6 +230,24 @@ def test_settling_pays_exactly_what_is_left_and_nobody_beyond_its_share_of_value
     if all(paid.get(k, 0) <= target[k] for k in value) and not set(paid) - set(value):
         for k in value:
             assert abs(paid.get(k, 0) + out.get(k, 0) - target[k]) <= len(value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 10**24), st.dictionaries(st.sampled_from([f"k{i}" for i in range(6)]),
+                                               st.integers(0, 10**21), max_size=6))
+def test_a_job_s_end_pays_every_wei_pro_rata_with_the_dust_to_the_largest_share(
+        amount: int, earned: dict[str, int]) -> None:
+    out = split_whole(amount, earned)
+    total = sum(earned.values())
+    if amount == 0 or total == 0:
+        assert out == {}
+        return
+    assert sum(out.values()) == amount and all(v > 0 for v in out.values())
+    top = min((k for k in earned if earned[k] > 0), key=lambda k: (-earned[k], k))
+    for k, v in earned.items():
+        floor = amount * v // total
+        assert out.get(k, 0) == floor + (amount - sum(amount * w // total for w in earned.values())
+                                         if k == top else 0)
 
 
 def test_settling_makes_a_job_pay_in_proportion_to_value_and_claws_nothing_back() -> None:

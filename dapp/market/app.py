@@ -32,8 +32,8 @@ from dapp.market.spec import JobSpec, parse_spec
 from dapp.market.state import (CANCELLED, FINISHED, OPEN, Job, JobDigests, MarketState, Round,
                                Submission, peek_job)
 from dapp.ml.hparams import initial_hparams
-from dapp.ml.rewards import settle_to_value
 from dapp.ml.model_format import Model, decode_dataset, decode_model, encode_model, model_hash
+from dapp.ml.rewards import settle_to_value, split_whole
 from dapp.outputs import InputRefused, Outputs, quote
 from dapp.rollup_api import Metadata
 
@@ -317,7 +317,7 @@ class Market:
             if settled:
                 leftover = settle_to_value(job.escrow, job.value, job.paid)
             elif paid == 0 or job.price:
-                leftover = _split_leftover(job.escrow, job.paid)
+                leftover = split_whole(job.escrow, job.paid)
             else:
                 leftover = {}
             for addr, amount in leftover.items():
@@ -627,18 +627,6 @@ def _publish(model: Model, spec: JobSpec) -> tuple[bytes, str, str]:
     """A global model as it leaves the machine: canonical bytes, content id, keccak."""
     data = encode_model(model, spec.arch)
     return data, str(unixfs_chunk(data)[0]), _hex(keccak(data))
-
-
-def _split_leftover(amount: int, earned: dict[str, int]) -> dict[str, int]:
-    """``amount`` pro rata to ``earned`` (floor), the rounding dust to the top earner (ties: the
-    smallest address); {} when nobody earned anything."""
-    total = sum(earned.values())
-    if amount <= 0 or total <= 0:
-        return {}
-    out = {a: amount * earned[a] // total for a in sorted(earned) if earned[a] > 0}
-    top = min(out, key=lambda a: (-earned[a], a))
-    out[top] += amount - sum(out.values())
-    return {a: v for a, v in out.items() if v > 0}
 
 
 def _page(keys: Collection[Any], page: int) -> list[Any]:

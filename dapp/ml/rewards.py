@@ -9,7 +9,8 @@ owner's (the market books it). Invariant: ``sum(payouts) + remainder == budget``
 ``pay_at_price`` is the same split at a job's fixed price per unit of value (``pay: "value"``
 and ``"settle"``): a round pays what its value is worth at that price, at most its budget, and
 carries the rest. ``settle_to_value`` is ``pay: "settle"``'s end of a job: what is left tops every
-earner up towards its share of the value created over the whole job.
+earner up towards its share of the value created over the whole job; ``split_whole`` pays a
+job's end (every wei, the dust to the largest share).
 """
 
 from __future__ import annotations
@@ -95,8 +96,18 @@ def settle_to_value(amount: int, value: Mapping[str, int], paid: Mapping[str, in
     pot = amount + sum(paid.values())
     deficits = {a: max(Fraction(pot * v, total) - paid.get(a, 0), Fraction(0))
                 for a, v in sorted(value.items()) if v > 0}
-    split = split_reward(amount, deficits)
+    return split_whole(amount, deficits)
+
+
+def split_whole(amount: int, weights: Mapping[str, Fraction | int]) -> dict[str, int]:
+    """``amount`` pro rata to the positive weights, ``split_reward``'s floor, with its rounding
+    dust to the largest weight (ties: the smallest key), so every wei is paid: a job's end
+    (``settle_to_value``'s shortfalls, or what each address earned). Only positive shares are
+    listed; {} when no weight is positive."""
+    split = split_reward(amount, weights)
+    positive = {k: v for k, v in weights.items() if v > 0}
+    if not positive:
+        return {}
     out = dict(split.payouts)
-    top = min(deficits, key=lambda a: (-deficits[a], a))
-    out[top] += split.remainder
-    return {a: v for a, v in out.items() if v > 0}
+    out[min(positive, key=lambda k: (-positive[k], k))] += split.remainder
+    return {k: v for k, v in out.items() if v > 0}
