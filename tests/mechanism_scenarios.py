@@ -151,10 +151,9 @@ def trainer_models(t: Trainer, g: Model, round_: int) -> list[tuple[str, Model, 
     seed = 100 * round_ + t.index
     n = len(t.samples)
     addrs = t.addresses()
-    if t.mode == "late":   # honest, from round 1 on (it joined the job late)
-        return [] if round_ == 0 else [(addrs[0], train_local(ARCH, g, x, y, epochs=2, lr=0.01,
-                                                              seed=seed), n)]
-    if t.mode in ("honest", "overreport"):
+    if t.mode == "late" and round_ == 0:   # honest, from round 1 on (it joined the job late)
+        return []
+    if t.mode in ("honest", "overreport", "late"):
         m = train_local(ARCH, g, x, y, epochs=2, lr=0.01, seed=seed)
         return [(addrs[0], m, 100_000 if t.mode == "overreport" else n)]
     if t.mode == "split_noise":
